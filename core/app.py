@@ -1,0 +1,79 @@
+"""The application factory: configuration, extensions, blueprints, commands and error handling."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from flask import Flask
+from flask_babel import get_locale
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from core import cli as core_cli
+from core import web
+from core.api import Api, health
+from core.api import blp as core_api
+from core.config import load_config
+from core.crypto import FieldCipher
+from core.db import db
+from core.errors import register_error_handlers
+from core.i18n import babel, remember_locale, select_locale
+from core.jobs import jobs
+from core.logs import install_pii_filter
+from core.redis import make_store
+from core.views import bp as core_pages
+
+csrf = CSRFProtect()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app; `config` overrides what the environment says."""
+    app = Flask(__name__, instance_path=str(ROOT / "instance"))
+    app.config.update(load_config(app.instance_path, config))
+    install_pii_filter()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    Path(app.config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
+    if app.config.get("TRUSTED_PROXIES"):
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["TRUSTED_PROXIES"]), x_proto=1)
+
+    db.init_app(app)
+    app.extensions["kv"] = make_store(app.config["REDIS_URL"], app.config["REDIS_PREFIX"])
+    app.extensions["cipher"] = FieldCipher(app.config["DATA_KEY"])
+    jobs.init_app(app)
+    babel.init_app(app, locale_selector=select_locale,
+                   default_translation_directories=str(ROOT / "core" / "translations"))
+    app.jinja_env.globals.update(get_locale=get_locale, today=dt.date.today, args_with=web.args_with)
+    web.login_manager.init_app(app)
+    csrf.init_app(app)
+
+    app.before_request(web.before_request)
+    app.after_request(web.after_request)
+    app.after_request(remember_locale)
+
+    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+        "bearerAuth": {"type": "http", "scheme": "bearer"}}}})
+    _register_domains(app, api)
+    app.add_url_rule("/healthz", "healthz", health)
+    csrf.exempt("core.api.health")
+    register_error_handlers(app)
+    core_cli.register(app)
+    return app
+
+
+def _register_domains(app: Flask, api: Api) -> None:
+    """Mount every domain's API blueprint, pages and commands (the one place that knows them all)."""
+    from members import api as members_api
+    from members import views as members_pages
+
+    for blueprint in (core_api, members_api.blp):
+        api.register_blueprint(blueprint)
+        # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
+        csrf.exempt(blueprint)
+    app.register_blueprint(core_pages)
+    app.register_blueprint(members_pages.bp)
+    from core import demo
+
+    app.cli.add_command(demo.demo_command)

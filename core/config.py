@@ -1,0 +1,78 @@
+"""Configuration from environment variables, with safe defaults for a first local run."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+
+def _instance_secret(instance_path: str, name: str, nbytes: int) -> str:
+    """Read a generated secret from the instance folder, creating it on first use."""
+    path = Path(instance_path) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(base64.urlsafe_b64encode(secrets.token_bytes(nbytes)).decode())
+    return path.read_text().strip()
+
+
+def normalize_database_url(url: str) -> str:
+    """Point plain PostgreSQL URLs at the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def load_config(instance_path: str, overrides: dict | None = None) -> dict:
+    """Build the app configuration: environment first, then explicit overrides."""
+    env = os.environ
+    overrides = dict(overrides or {})
+    instance_path = overrides.pop("INSTANCE_PATH", instance_path)
+    db_default = "sqlite:///" + str(Path(instance_path) / "unioncard.sqlite3")
+    cfg = {
+        "INSTANCE_PATH": instance_path,
+        "DATABASE_URL": normalize_database_url(env.get("DATABASE_URL") or db_default),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "REDIS_PREFIX": env.get("REDIS_PREFIX", "uc:"),
+        "SECRET_KEY": env.get("SECRET_KEY"),
+        "DATA_KEY": env.get("DATA_KEY"),
+        "STRIPE_API_KEY": env.get("STRIPE_API_KEY", ""),
+        "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET", ""),
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
+        "UPLOAD_FOLDER": env.get("UPLOAD_FOLDER") or str(Path(instance_path) / "uploads"),
+        # Whole-request ceiling (CSV uploads); JSON bodies get a much smaller one.
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)),
+        "MAX_JSON_LENGTH": int(env.get("MAX_JSON_LENGTH", 256 * 1024)),
+        "TOKEN_TTL_SECONDS": int(env.get("TOKEN_TTL_SECONDS", 8 * 3600)),
+        "LOGIN_MAX_FAILURES": int(env.get("LOGIN_MAX_FAILURES", 5)),
+        "LOGIN_IP_MAX_FAILURES": int(env.get("LOGIN_IP_MAX_FAILURES", 30)),
+        "LOGIN_WINDOW_SECONDS": int(env.get("LOGIN_WINDOW_SECONDS", 900)),
+        "LOGIN_LOCKOUT_SECONDS": int(env.get("LOGIN_LOCKOUT_SECONDS", 900)),
+        "IMPORT_INLINE_ROWS": int(env.get("IMPORT_INLINE_ROWS", 5000)),
+        "IMPORT_MAX_ROWS": int(env.get("IMPORT_MAX_ROWS", 200_000)),
+        "JOBS_MODE": env.get("JOBS_MODE", ""),  # "rq", "thread" or "sync"; empty picks by REDIS_URL
+        "BABEL_DEFAULT_LOCALE": "zh",
+        "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
+        "LANGUAGES": ["zh", "en"],
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") == "1",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "API_TITLE": "Union member card platform",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "TESTING": False,
+    }
+    cfg.update(overrides)
+    cfg["DATABASE_URL"] = normalize_database_url(cfg["DATABASE_URL"])
+    if not cfg["SECRET_KEY"]:
+        cfg["SECRET_KEY"] = _instance_secret(instance_path, "secret_key", 32)
+    if not cfg["DATA_KEY"]:
+        cfg["DATA_KEY"] = _instance_secret(instance_path, "data_key", 32)
+    return cfg

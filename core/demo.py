@@ -1,0 +1,116 @@
+"""The `demo` command: a realistic data set for a first look (unions, members, hardship, users)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import click
+from flask import current_app
+from sqlalchemy import select
+
+from core.auth import Actor, create_user
+from core.db import db
+from core.models import Role, User
+from members import service as members
+from members.models import Union
+from members.validators import id_check_char
+
+DEMO_PASSWORD = "demo-pass-2026"
+FEDERATION = ("宁夏回族自治区总工会", "640000")
+CITIES = [
+    ("银川市总工会", "640100", [("兴庆区总工会", "640104", ["宁夏电力公司工会", "银川市第一人民医院工会"]),
+                                ("金凤区总工会", "640106", ["银川公交集团工会"])]),
+    ("石嘴山市总工会", "640200", [("大武口区总工会", "640202", ["石嘴山钢铁厂工会"])]),
+    ("吴忠市总工会", "640300", [("利通区总工会", "640302", ["吴忠仪表厂工会"])]),
+    ("固原市总工会", "640400", [("原州区总工会", "640402", ["固原市中学教师工会", "六盘山林场工会"])]),
+    ("中卫市总工会", "640500", [("沙坡头区总工会", "640502", ["中卫枸杞产业园工会"])]),
+]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史黎贺顾毛郝龚邵万钱覃武戴孔汤庞樊兰殷施陶洪翟安颜倪严牛温芦季俞章鲁葛伍申尤毕聂柴焦向柳邢岳齐沿梅莫庄辛管祝左涂谷祁时舒耿牟卜路詹关苗凌费纪靳盛童欧甄项曲成游阳裴席卫查屈鲍位覃霍翁隋植甘景薄单包司柏宁柯阮桂闵欧阳解强丛华车冉房边辜吉饶刁瞿戚丘米池滕晋苑邬臧畅宫来嵺苟全褚廉简娄盖符奚木穆党燕郎邸冀谈姬屠连郜晏栾郁商蒙计喻揭窦迟宇敖糜鄢冷卓花艾蓝都巩稽井练仲乐虞卞封竺冼原官衣楚佟栗匡宗应台巫鞠僧桑荆谌银扬明沙薄伏岑习胥保和蔺"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英文辉建华玲丹萍鹏华红玉兰飞桂兰鑫波宁斌浩凯婷雪梅琳晨旭阳海燕志强晓东春梅建军海峰丽娟玉梅"
+DEMO_STAFF = [
+    ("yinchuan-admin", Role.UNION_ADMIN, "银川市总工会管理员", "640100", "银川市总工会 and the unions under it"),
+    ("guyuan-admin", Role.UNION_ADMIN, "固原市总工会管理员", "640400", "固原市总工会 and the unions under it"),
+    ("reviewer", Role.MERCHANT_REVIEWER, "商户审核员", None, "reviews merchant applications"),
+    ("finance-maker", Role.FINANCE_MAKER, "财务经办", None, "prepares fundings and batches"),
+    ("finance-approver", Role.FINANCE_APPROVER, "财务复核", None, "approves what the maker prepared"),
+    ("auditor", Role.AUDITOR, "审计员", None, "read-only, sees the audit log"),
+]
+HARDSHIP_REASONS = ["因病致困", "单亲家庭子女就学", "家庭成员重病", "因灾致困", "下岗再就业困难"]
+
+
+def _id_number(rng: random.Random, region: str) -> str:
+    born = dt.date(1965, 1, 1) + dt.timedelta(days=rng.randrange(0, 35 * 365))
+    body = f"{region}{born:%Y%m%d}{rng.randrange(0, 1000):03d}"
+    return body + id_check_char(body)
+
+
+def _phone(rng: random.Random) -> str:
+    return rng.choice(["139", "138", "137", "150", "151", "186", "189", "177", "199"]) + f"{rng.randrange(10**8):08d}"
+
+
+def _name(rng: random.Random) -> str:
+    return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
+
+
+def load_demo(session, cipher, members_per_union: int = 40, seed: int = 2026) -> None:
+    """Create the demo org tree, members, hardship entries and a user for every role."""
+    rng = random.Random(seed)
+    admin = create_user(session, username="admin", password=DEMO_PASSWORD, role=Role.UNION_ADMIN,
+                        display_name="平台管理员 Platform admin")
+    session.commit()
+    root_actor = Actor.of(admin)
+    federation = members.create_union(session, root_actor, name=FEDERATION[0], parent_id=None, region=FEDERATION[1])
+    grassroots: list[Union] = []
+    city_unions: dict[str, Union] = {}
+    for city_name, city_region, counties in CITIES:
+        city = members.create_union(session, root_actor, name=city_name, parent_id=federation.public_id,
+                                    region=city_region)
+        city_unions[city_region] = city
+        for county_name, county_region, bases in counties:
+            county = members.create_union(session, root_actor, name=county_name, parent_id=city.public_id,
+                                          region=county_region)
+            for base in bases:
+                grassroots.append(members.create_union(session, root_actor, name=base, parent_id=county.public_id,
+                                                       region=county_region))
+    today = dt.date.today()
+    first_member = None
+    for union in grassroots:
+        for _ in range(members_per_union):
+            data = members.MemberInput(_name(rng), _id_number(rng, union.region), _phone(rng), union.public_id,
+                                       today - dt.timedelta(days=rng.randrange(30, 20 * 365)))
+            try:
+                member = members.register_member(session, cipher, root_actor, data)
+            except Exception:  # a generated duplicate: skip it, the demo only needs "a few hundred"
+                session.rollback()
+                continue
+            first_member = first_member or member
+            if rng.random() < 0.12:
+                members.set_hardship(session, root_actor, member.public_id, level=rng.choice((1, 2, 2, 3)),
+                                     reason=rng.choice(HARDSHIP_REASONS),
+                                     valid_until=today + dt.timedelta(days=rng.randrange(60, 720)))
+    for username, role, display, city_region, _note in DEMO_STAFF:
+        union_id = city_unions[city_region].id if city_region else None
+        create_user(session, username=username, password=DEMO_PASSWORD, role=role, display_name=display,
+                    union_id=union_id)
+    create_user(session, username="member", password=DEMO_PASSWORD, role=Role.MEMBER,
+                display_name=first_member.name, member_id=first_member.id)
+    session.commit()
+
+
+@click.command("demo")
+@click.option("--members-per-union", default=40, show_default=True, type=click.IntRange(1, 5000))
+def demo_command(members_per_union: int) -> None:
+    """Load a realistic demo data set and print the logins (does nothing if it is already there)."""
+    with db.session_scope() as session:
+        if session.scalar(select(User.id).where(User.username == "admin")) is not None:
+            click.echo("Demo data is already loaded.")
+        else:
+            load_demo(session, current_app.extensions["cipher"], members_per_union)
+            click.echo(f"Loaded the demo: {len(CITIES)} cities, "
+                       f"{members_per_union} members in each grassroots union.")
+    click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
+    click.echo(f"  {'admin':<18} {'union_admin':<18} whole platform")
+    for username, role, _display, _region, note in DEMO_STAFF:
+        click.echo(f"  {username:<18} {role.value:<18} {note}")
+    click.echo(f"  {'member':<18} {'member':<18} a member of 兴庆区 with a record")

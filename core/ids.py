@@ -1,0 +1,20 @@
+"""Opaque, prefixed, non-sequential public identifiers."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+ALPHABET = string.digits + string.ascii_letters
+ID_LENGTH = 20  # about 119 bits of randomness
+
+
+def new_public_id(prefix: str) -> str:
+    """Return a fresh public id such as `mem_4fG...` for the given type prefix."""
+    return prefix + "_" + "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))
+
+
+def looks_like(public_id: str, prefix: str) -> bool:
+    """Tell whether a string has the shape of a public id of this type."""
+    head, _, tail = public_id.partition("_")
+    return head == prefix and len(tail) == ID_LENGTH and all(c in ALPHABET for c in tail)

@@ -1,0 +1,4 @@
+"""Import every domain's models so Base.metadata knows the whole schema (Alembic, tests)."""
+
+import core.models  # noqa: F401
+import members.models  # noqa: F401

@@ -1,0 +1,141 @@
+"""A small key-value interface with a Redis implementation and an in-process fallback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+import redis as redis_lib
+
+
+class StoreUnavailable(Exception):
+    """The key-value store could not be reached."""
+
+
+class KeyValueStore(Protocol):
+    prefix: str
+
+    def incr(self, key: str, ttl: int) -> int: ...
+    def get(self, key: str) -> str | None: ...
+    def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool: ...
+    def delete(self, *keys: str) -> None: ...
+    def ttl(self, key: str) -> int: ...
+    def ping(self) -> bool: ...
+
+
+class RedisStore:
+    """Keys in Redis; every call fails with StoreUnavailable when Redis is down."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str = ""):
+        self.client = redis_lib.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
+                                               decode_responses=True)
+        self.prefix = prefix
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except redis_lib.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def incr(self, key: str, ttl: int) -> int:
+        """Increment a counter; the window starts at the first increment."""
+        def run():
+            pipe = self.client.pipeline()
+            pipe.incr(self._k(key))
+            pipe.expire(self._k(key), ttl, nx=True)
+            return pipe.execute()[0]
+        return int(self._call(run))
+
+    def get(self, key: str) -> str | None:
+        """Return the value or None."""
+        return self._call(self.client.get, self._k(key))
+
+    def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool:
+        """Set a value with a time to live; with only_if_absent, tell whether it was set."""
+        return bool(self._call(self.client.set, self._k(key), value, ex=ttl, nx=only_if_absent))
+
+    def delete(self, *keys: str) -> None:
+        """Remove keys."""
+        if keys:
+            self._call(self.client.delete, *(self._k(k) for k in keys))
+
+    def ttl(self, key: str) -> int:
+        """Return the seconds a key has left (0 when absent)."""
+        return max(0, int(self._call(self.client.ttl, self._k(key))))
+
+    def ping(self) -> bool:
+        """Tell whether Redis answers."""
+        try:
+            return bool(self.client.ping())
+        except redis_lib.RedisError:
+            return False
+
+
+class MemoryStore:
+    """Keys in this process, for a single-process run with no Redis configured."""
+
+    kind = "memory"
+
+    def __init__(self, prefix: str = "", clock=time.monotonic):
+        self.prefix = prefix
+        self._data: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def _live(self, key: str):
+        item = self._data.get(self.prefix + key)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del self._data[self.prefix + key]
+            return None
+        return item
+
+    def incr(self, key: str, ttl: int) -> int:
+        """Increment a counter; the window starts at the first increment."""
+        with self._lock:
+            item = self._live(key)
+            value, expires = (int(item[0]) + 1, item[1]) if item else (1, self._clock() + ttl)
+            self._data[self.prefix + key] = (str(value), expires)
+            return value
+
+    def get(self, key: str) -> str | None:
+        """Return the value or None."""
+        with self._lock:
+            item = self._live(key)
+            return item[0] if item else None
+
+    def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool:
+        """Set a value with a time to live; with only_if_absent, tell whether it was set."""
+        with self._lock:
+            if only_if_absent and self._live(key):
+                return False
+            self._data[self.prefix + key] = (value, self._clock() + ttl)
+            return True
+
+    def delete(self, *keys: str) -> None:
+        """Remove keys."""
+        with self._lock:
+            for key in keys:
+                self._data.pop(self.prefix + key, None)
+
+    def ttl(self, key: str) -> int:
+        """Return the seconds a key has left (0 when absent)."""
+        with self._lock:
+            item = self._live(key)
+            return max(0, int(item[1] - self._clock() + 0.999)) if item else 0
+
+    def ping(self) -> bool:
+        """Always answers: it lives in this process."""
+        return True
+
+
+def make_store(url: str | None, prefix: str) -> RedisStore | MemoryStore:
+    """Pick Redis when a URL is configured, the in-process store otherwise."""
+    return RedisStore(url, prefix) if url else MemoryStore(prefix)

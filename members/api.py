@@ -1,0 +1,154 @@
+"""JSON endpoints of the member registry: unions, members, hardship entries and CSV imports."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+
+from core.api import Blueprint
+from core.db import db
+from core.jobs import jobs
+from core.models import Role
+from core.web import current_actor, field_cipher
+from members import schemas as s
+from members import service
+
+blp = Blueprint("members_api", __name__, url_prefix="/api/v1",
+                description="The union org tree and the real-name member registry")
+ADMIN = Role.UNION_ADMIN
+READERS = (Role.UNION_ADMIN, Role.AUDITOR)
+FIRST_ROWS = 1000
+
+
+@blp.route("/unions", methods=["POST"])
+@blp.auth(ADMIN)
+@blp.arguments(s.UnionCreateSchema)
+@blp.response(201, s.UnionSchema)
+def create_union(body):
+    """Add a union to the org tree (a federation root only for a platform-wide admin)."""
+    return service.create_union(db.session, current_actor(), **body)
+
+
+@blp.route("/unions", methods=["GET"])
+@blp.auth(*READERS)
+@blp.arguments(s.UnionQuery, location="query")
+@blp.response(200, s.UnionPage)
+def list_unions(args):
+    """List the unions in your scope; `parent_id` lists one union's children."""
+    page = service.list_unions(db.session, current_actor(), parent_id=args.get("parent_id"),
+                               limit=args["limit"], cursor=args["cursor"])
+    return {"data": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/unions/<union_id>", methods=["GET"])
+@blp.auth(*READERS)
+@blp.response(200, s.UnionSchema)
+def get_union(union_id):
+    """Return one union in your scope."""
+    return service.get_union(db.session, current_actor(), union_id)
+
+
+@blp.route("/members", methods=["POST"])
+@blp.auth(ADMIN)
+@blp.arguments(s.MemberCreateSchema)
+@blp.response(201, s.MemberSchema)
+def create_member(body):
+    """Register a member (ID number checked by GB 11643; one ID number, one member)."""
+    return service.register_member(db.session, field_cipher(), current_actor(), service.MemberInput(**body))
+
+
+@blp.route("/members", methods=["GET"])
+@blp.auth(*READERS)
+@blp.arguments(s.MemberQuery, location="query")
+@blp.response(200, s.MemberPage)
+def list_members(args):
+    """List members in your scope; `union_id` includes the unions under it, `hardship` the register."""
+    page = service.list_members(db.session, field_cipher(), current_actor(), **args)
+    return {"data": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/members/<member_id>", methods=["GET"])
+@blp.auth(*READERS, Role.MEMBER)
+@blp.response(200, s.MemberSchema)
+def get_member(member_id):
+    """Return one member (a member sees only their own record)."""
+    return service.get_member(db.session, current_actor(), member_id)
+
+
+@blp.route("/members/<member_id>", methods=["PATCH"])
+@blp.auth(ADMIN)
+@blp.arguments(s.MemberUpdateSchema)
+@blp.response(200, s.MemberSchema)
+def update_member(body, member_id):
+    """Change a member's name, phone, status, or union (a transfer)."""
+    return service.update_member(db.session, field_cipher(), current_actor(), member_id, **body)
+
+
+@blp.route("/members/<member_id>/hardship", methods=["PUT"])
+@blp.auth(ADMIN)
+@blp.arguments(s.HardshipInputSchema)
+@blp.response(200, s.HardshipSchema)
+def put_hardship(body, member_id):
+    """Create or replace the member's hardship register entry."""
+    return service.set_hardship(db.session, current_actor(), member_id, **body)
+
+
+@blp.route("/members/<member_id>/hardship", methods=["DELETE"])
+@blp.auth(ADMIN)
+@blp.response(204)
+def delete_hardship(member_id):
+    """Take the member off the hardship register."""
+    service.clear_hardship(db.session, current_actor(), member_id)
+
+
+def _import_document(imp) -> dict:
+    page = service.import_rows(db.session, imp, status=None, limit=FIRST_ROWS, cursor=None)
+    doc = s.ImportSchema().dump(imp)
+    doc["rows"] = s.ImportRowSchema(many=True).dump(page.items)
+    doc["rows_next_cursor"] = page.next_cursor
+    return doc
+
+
+@blp.route("/members/imports", methods=["POST"])
+@blp.auth(ADMIN)
+@blp.arguments(s.ImportUploadSchema, location="files")
+@blp.response(201, s.ImportSchema)
+@blp.alt_response(202, schema=s.ImportSchema, description="A large file: queued; poll the import")
+def create_import(files):
+    """Import members from CSV (name,id_number,phone,union_id[,join_date]); re-importing changes nothing.
+
+    Files up to IMPORT_INLINE_ROWS rows are processed at once (201, with the first 1000 row results);
+    larger ones are queued (202) and the import is polled at its Location.
+    """
+    upload = files["file"]
+    actor = current_actor()
+    cfg = current_app.config
+    imp = service.start_import(db.session, actor, upload.stream, upload.filename, cfg["UPLOAD_FOLDER"],
+                               cfg["IMPORT_MAX_ROWS"])
+    if imp.total_rows <= cfg["IMPORT_INLINE_ROWS"]:
+        imp = service.run_import(db.session, field_cipher(), imp.public_id, cfg["UPLOAD_FOLDER"])
+        return _import_document(imp), 201
+    jobs.enqueue("members.jobs:run_import_job", imp.public_id, job_id=imp.public_id)
+    db.session.refresh(imp)
+    location = url_for("members_api.get_import", import_id=imp.public_id)
+    return _import_document(imp), 202, {"Location": location}
+
+
+@blp.route("/members/imports/<import_id>", methods=["GET"])
+@blp.auth(ADMIN)
+@blp.response(200, s.ImportSchema)
+def get_import(import_id):
+    """Return an import's progress and counts, with its first 1000 row results."""
+    return _import_document(service.get_import(db.session, current_actor(), import_id))
+
+
+@blp.route("/members/imports/<import_id>/rows", methods=["GET"])
+@blp.auth(ADMIN)
+@blp.arguments(s.ImportRowQuery, location="query")
+@blp.response(200, s.ImportRowPage)
+def list_import_rows(args, import_id):
+    """Page through an import's per-line results; `status=rejected` for the problems only."""
+    imp = service.get_import(db.session, current_actor(), import_id)
+    page = service.import_rows(db.session, imp, status=args.get("status"), limit=args["limit"],
+                               cursor=args["cursor"])
+    return {"data": page.items, "next_cursor": page.next_cursor}
+

@@ -68,7 +68,22 @@ def create_user_command(role, username, password, display_name, member_id, merch
         click.echo(f"created {user.role.value} {user.username} ({user.public_id})")
 
 
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker_command(burst: bool) -> None:
+    """Run background jobs from the Redis queue (RQ)."""
+    from rq import Worker
+
+    from core.jobs import jobs
+
+    if jobs.mode != "rq":
+        raise click.UsageError("No REDIS_URL is configured: jobs run inside the web process, no worker needed.")
+    queue = jobs.queue()
+    Worker([queue], connection=queue.connection).work(burst=burst, with_scheduler=False)
+
+
 def register(app: Flask) -> None:
     """Add the core commands to the app's CLI."""
     app.cli.add_command(db_cli)
     app.cli.add_command(create_user_command)
+    app.cli.add_command(worker_command)

@@ -1,0 +1,81 @@
+"""Builders for test data: unions, members, users and their tokens, and valid ID numbers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import random
+
+from core.auth import Actor, create_user, issue_token
+from core.models import Role, User
+from members import service as members
+from members.models import Member, Union
+from members.validators import id_check_char
+
+PASSWORD = "correct-horse-battery"
+_counter = itertools.count(1)
+_rng = random.Random(11643)
+
+
+def id_number(region: str = "640104", born: dt.date = dt.date(1985, 6, 15), seq: int | None = None) -> str:
+    """Return a valid 18-character ID number (unique per call unless seq is given)."""
+    seq = next(_counter) % 1000 if seq is None else seq
+    body = f"{region}{born:%Y%m%d}{seq:03d}"
+    return body + id_check_char(body)
+
+
+def unique_id_number(region: str = "640104") -> str:
+    """Return a valid ID number unlikely to collide with any other in the run."""
+    born = dt.date(1960, 1, 1) + dt.timedelta(days=_rng.randrange(0, 40 * 365))
+    return id_number(region, born, _rng.randrange(1000))
+
+
+def phone() -> str:
+    return "139" + f"{_rng.randrange(10**8):08d}"
+
+
+PLATFORM = Actor(None, "test", Role.UNION_ADMIN)
+
+
+def union(session, name: str | None = None, parent: Union | None = None, region: str | None = None) -> Union:
+    """Create a union (a federation root when no parent is given)."""
+    if region is None:
+        region = parent.region if parent is not None else "640000"
+    return members.create_union(session, PLATFORM, name=name or f"Union {next(_counter)}",
+                                parent_id=parent.public_id if parent else None, region=region)
+
+
+def org_tree(session) -> dict[str, Union]:
+    """Create federation -> two cities -> a county under each -> a grassroots union under each."""
+    fed = union(session, "宁夏总工会", None, "640000")
+    yc = union(session, "银川市总工会", fed, "640100")
+    gy = union(session, "固原市总工会", fed, "640400")
+    xq = union(session, "兴庆区总工会", yc, "640104")
+    yz = union(session, "原州区总工会", gy, "640402")
+    yc_base = union(session, "电力公司工会", xq, "640104")
+    gy_base = union(session, "林场工会", yz, "640402")
+    return {"fed": fed, "yc": yc, "gy": gy, "xq": xq, "yz": yz, "yc_base": yc_base, "gy_base": gy_base}
+
+
+def member(session, cipher, in_union: Union, name: str = "张三", **kwargs) -> Member:
+    """Register a member in a union."""
+    data = members.MemberInput(name, kwargs.get("id_number") or unique_id_number(in_union.region),
+                               kwargs.get("phone") or phone(), in_union.public_id, kwargs.get("join_date"))
+    return members.register_member(session, cipher, PLATFORM, data)
+
+
+def user(session, role: Role, *, union: Union | None = None, member: Member | None = None,
+         merchant_id: int | None = None, username: str | None = None, password: str = PASSWORD) -> User:
+    """Create a user with a role and scope."""
+    u = create_user(session, username=username or f"{role.value.replace('_', '-')}-{next(_counter)}",
+                    password=password, role=role, union_id=union.id if union else None,
+                    member_id=member.id if member else None, merchant_id=merchant_id)
+    session.commit()
+    return u
+
+
+def bearer(session, u: User) -> dict[str, str]:
+    """Return an Authorization header with a fresh token for the user."""
+    plain, _token = issue_token(session, u, 3600)
+    session.commit()
+    return {"Authorization": f"Bearer {plain}"}

@@ -2,3 +2,4 @@
 
 import core.models  # noqa: F401
 import members.models  # noqa: F401
+import payments.ledger.models  # noqa: F401

@@ -15,6 +15,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    cast,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -23,6 +25,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.db import BigIntPK, Base, enum_type, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def total(expression):
+    """Sum an integer expression as BIGINT, 0 over no rows (PostgreSQL would answer NUMERIC)."""
+    return cast(func.coalesce(func.sum(expression), 0), BigInteger)
 
 
 class NormalSide(str, enum.Enum):
@@ -81,10 +88,6 @@ class Account(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[dt.datetime | None]
 
-    balances: Mapped[list[AccountBalance]] = relationship(
-        back_populates="account", order_by="AccountBalance.slice", viewonly=True
-    )
-
     def __repr__(self) -> str:
         return f"<Account {self.code} {self.currency} {self.mode.value}>"
 
@@ -119,7 +122,7 @@ class AccountBalance(Base):
     debits_pending: Mapped[int] = mapped_column(BigInteger, default=0)
     credits_pending: Mapped[int] = mapped_column(BigInteger, default=0)
 
-    account: Mapped[Account] = relationship(back_populates="balances")
+    account: Mapped[Account] = relationship()
 
 
 class BalanceDelta(Base):

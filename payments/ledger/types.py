@@ -95,6 +95,8 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class TrialBalanceRow:
+    """Posted balances of one group of accounts (the code up to its first colon) in one currency."""
+
     group: str
     currency: str
     accounts: int
@@ -105,3 +107,14 @@ class TrialBalanceRow:
     def balance(self) -> int:
         """Return debits minus credits."""
         return self.debits - self.credits
+
+
+@dataclass(frozen=True)
+class TrialBalance:
+    rows: list[TrialBalanceRow]
+    totals: dict[str, dict[str, int]]  # currency -> {"debits", "credits"}; equal when the books balance
+
+    @property
+    def balanced(self) -> bool:
+        """Tell whether debits equal credits in every currency."""
+        return all(t["debits"] == t["credits"] for t in self.totals.values())

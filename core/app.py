@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from core import cli as core_cli
 from core import web
 from core.api import Api, health
+from core.auth import configure_password_hashing
 from core.api import blp as core_api
 from core.config import load_config
 from core.crypto import FieldCipher
@@ -34,6 +35,7 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(ROOT / "instance"))
     app.config.update(load_config(app.instance_path, config))
     install_pii_filter()
+    configure_password_hashing(app.config["PASSWORD_HASH_TIME_COST"], app.config["PASSWORD_HASH_MEMORY_KIB"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     Path(app.config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
     if app.config.get("TRUSTED_PROXIES"):

@@ -23,6 +23,14 @@ from core.db import utcnow
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both answers take the same time.
 _DUMMY_HASH = _hasher.hash("unioncard-timing-equalizer")
+
+
+def configure_password_hashing(time_cost: int, memory_cost: int) -> None:
+    """Set the argon2id cost (production keeps the library's defaults; tests may lower it)."""
+    global _hasher, _DUMMY_HASH
+    if (time_cost, memory_cost) != (_hasher.time_cost, _hasher.memory_cost):
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost)
+        _DUMMY_HASH = _hasher.hash("unioncard-timing-equalizer")
 TOKEN_PREFIX = "uct_"
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.@-]{2,63}$")
 MIN_PASSWORD = 8

@@ -47,6 +47,9 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         # Whole-request ceiling (CSV uploads); JSON bodies get a much smaller one.
         "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)),
         "MAX_JSON_LENGTH": int(env.get("MAX_JSON_LENGTH", 256 * 1024)),
+        # argon2id cost; the defaults are the argon2-cffi library's (RFC 9106 low-memory profile).
+        "PASSWORD_HASH_TIME_COST": int(env.get("PASSWORD_HASH_TIME_COST", 3)),
+        "PASSWORD_HASH_MEMORY_KIB": int(env.get("PASSWORD_HASH_MEMORY_KIB", 65536)),
         "TOKEN_TTL_SECONDS": int(env.get("TOKEN_TTL_SECONDS", 8 * 3600)),
         "LOGIN_MAX_FAILURES": int(env.get("LOGIN_MAX_FAILURES", 5)),
         "LOGIN_IP_MAX_FAILURES": int(env.get("LOGIN_IP_MAX_FAILURES", 30)),

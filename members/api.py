@@ -100,12 +100,18 @@ def delete_hardship(member_id):
     service.clear_hardship(db.session, current_actor(), member_id)
 
 
-def _import_document(imp) -> dict:
-    page = service.import_rows(db.session, imp, status=None, limit=FIRST_ROWS, cursor=None)
-    doc = s.ImportSchema().dump(imp)
-    doc["rows"] = s.ImportRowSchema(many=True).dump(page.items)
-    doc["rows_next_cursor"] = page.next_cursor
-    return doc
+class _ImportWithRows:
+    """An import together with the first page of its row results, for ImportSchema."""
+
+    def __init__(self, imp, page):
+        self._imp, self.rows, self.rows_next_cursor = imp, page.items, page.next_cursor
+
+    def __getattr__(self, name):
+        return getattr(self._imp, name)
+
+
+def _import_document(imp) -> _ImportWithRows:
+    return _ImportWithRows(imp, service.import_rows(db.session, imp, status=None, limit=FIRST_ROWS, cursor=None))
 
 
 @blp.route("/members/imports", methods=["POST"])

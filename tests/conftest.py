@@ -98,6 +98,9 @@ def app(database_url, tmp_path_factory):
         "SECRET_KEY": "test-secret-key",
         "DATA_KEY": "test-data-key-that-is-long-enough-for-tests",
         "JOBS_MODE": "sync",
+        # Cheap argon2id keeps the suite fast; test_password_hashing checks the production cost.
+        "PASSWORD_HASH_TIME_COST": 1,
+        "PASSWORD_HASH_MEMORY_KIB": 1024,
         "TESTING": True,
     })
     if ENV_REDIS_URL and not application.extensions["kv"].ping() and REQUIRE_SERVICES:

@@ -114,3 +114,16 @@ def test_one_address_guessing_many_usernames_is_locked_out(client, session, app)
         login(client, f"guess-{i}", "wrong-password-x", ip="10.9.9.9")
     assert login(client, "frank", ip="10.9.9.9").status_code == 429
     assert login(client, "frank", ip="10.9.9.10").status_code == 201
+
+
+def test_passwords_are_argon2id_and_production_cost_is_the_library_default(session):
+    from argon2 import PasswordHasher
+
+    from core.config import load_config
+
+    u = f.user(session, Role.AUDITOR)
+    assert u.password_hash.startswith("$argon2id$") and f.PASSWORD not in u.password_hash
+    cfg = load_config("/tmp/unused-instance", {"SECRET_KEY": "x", "DATA_KEY": "y"})
+    defaults = PasswordHasher()
+    assert (cfg["PASSWORD_HASH_TIME_COST"], cfg["PASSWORD_HASH_MEMORY_KIB"]) == (
+        defaults.time_cost, defaults.memory_cost)

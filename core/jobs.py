@@ -38,13 +38,13 @@ class Jobs:
         app.extensions["jobs"] = self
         self.mode = mode
 
-    def queue(self):
+    def queue(self, name: str = "unioncard"):
         """Return the RQ queue (rq mode only)."""
         from redis import Redis
         from rq import Queue
 
         conn = Redis.from_url(current_app.config["REDIS_URL"])
-        return Queue("unioncard", connection=conn, default_timeout=JOB_TIMEOUT)
+        return Queue(name, connection=conn, default_timeout=JOB_TIMEOUT)
 
     def enqueue(self, path: str, *args, job_id: str | None = None) -> None:
         """Run `path(*args)` in the background (or now, in sync mode)."""

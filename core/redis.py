@@ -30,6 +30,7 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = ""):
+        self.url = url
         self.client = redis_lib.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
                                                decode_responses=True)
         self.prefix = prefix

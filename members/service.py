@@ -445,6 +445,8 @@ def run_import(session: Session, cipher: FieldCipher, import_public_id: str, upl
         _import_chunk(session, cipher, imp, actor, root, header, buffer, today)
     imp.status = ImportStatus.COMPLETED
     imp.finished_at = utcnow()
+    # The upload holds ID numbers in clear; once every row is recorded it is not kept.
+    path.unlink(missing_ok=True)
     audit.record(session, actor, "member_import.completed", "member_import", imp.public_id,
                  after={"created": imp.created_rows, "unchanged": imp.unchanged_rows,
                         "rejected": imp.rejected_rows})

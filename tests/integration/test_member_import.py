@@ -116,6 +116,8 @@ def test_a_crash_mid_import_resumes_without_duplicates(session, cipher, tree, ap
         ImportStatus.COMPLETED, 25, 25, 0)
     lines = session.scalars(select(MemberImportRow.line).where(MemberImportRow.import_id == imp.id)).all()
     assert sorted(lines) == list(range(2, 27))
+    stored = __import__("pathlib").Path(app.config["UPLOAD_FOLDER"]) / "member-imports" / imp.stored_name
+    assert not stored.exists()  # the clear-text upload is gone once the import completed
     # Running a finished import again does nothing.
     assert service.run_import(session, cipher, imp.public_id, app.config["UPLOAD_FOLDER"]).created_rows == 25
 

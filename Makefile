@@ -42,7 +42,7 @@ bench: $(STAMP)
 	@for f in bench/*.py; do [ "$$f" = "bench/__init__.py" ] || $(BIN)/python $$f || exit 1; done
 
 translations: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -o core/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -o core/translations/messages.pot --ignore-dirs=".venv tests bench migrations instance" .
 	$(BIN)/pybabel update -i core/translations/messages.pot -d core/translations
 	$(BIN)/pybabel compile -d core/translations
 

@@ -23,3 +23,18 @@ def remember_locale(response):
     if lang in current_app.config["LANGUAGES"] and request.cookies.get("lang") != lang:
         response.set_cookie("lang", lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response
+
+
+def N_(text: str) -> str:
+    """Mark a word for translation where it is only known at run time (extracted, returned as is)."""
+    return text
+
+
+# Words the templates translate by value: roles, statuses and import error words.
+RUNTIME_TERMS = (
+    N_("member"), N_("merchant_owner"), N_("merchant_manager"), N_("merchant_cashier"), N_("union_admin"),
+    N_("merchant_reviewer"), N_("finance_maker"), N_("finance_approver"), N_("auditor"),
+    N_("active"), N_("transferred"), N_("left"),
+    N_("invalid_id_number"), N_("invalid_phone"), N_("unknown_union"), N_("invalid_name"),
+    N_("invalid_join_date"), N_("malformed_row"), N_("duplicate_id_number"),
+)

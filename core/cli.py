@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import DBAPIError
 
 from core import audit, migrate
@@ -42,6 +42,7 @@ def _resolve(session, table: str, public_id: str | None) -> int | None:
 
 
 @click.command("create-user")
+@with_appcontext
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
 @click.option("--username", required=True)
 @click.option("--password", required=True)
@@ -69,6 +70,7 @@ def create_user_command(role, username, password, display_name, member_id, merch
 
 
 @click.command("worker")
+@with_appcontext
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker_command(burst: bool) -> None:
     """Run background jobs from the Redis queue (RQ)."""

@@ -7,6 +7,7 @@ import random
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from core.auth import Actor, create_user
@@ -99,6 +100,7 @@ def load_demo(session, cipher, members_per_union: int = 40, seed: int = 2026) ->
 
 
 @click.command("demo")
+@with_appcontext
 @click.option("--members-per-union", default=40, show_default=True, type=click.IntRange(1, 5000))
 def demo_command(members_per_union: int) -> None:
     """Load a realistic demo data set and print the logins (does nothing if it is already there)."""

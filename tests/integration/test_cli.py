@@ -1,0 +1,56 @@
+import pytest
+from sqlalchemy import func, select
+
+from core.models import AuditEvent, Role, User
+from members.models import Member, Union
+from tests import factories as f
+
+
+@pytest.fixture
+def runner(app, txn):
+    return app.test_cli_runner()
+
+
+def test_create_user_with_scope(runner, session):
+    tree = f.org_tree(session)
+    result = runner.invoke(args=["create-user", "--role", "union_admin", "--username", "City-Admin",
+                                 "--password", "a-long-password", "--union-id", tree["yc"].public_id])
+    assert result.exit_code == 0, result.output
+    user = session.scalar(select(User).where(User.username == "city-admin"))
+    assert user.union_id == tree["yc"].id and user.password_hash.startswith("$argon2id$")
+    assert session.scalar(select(AuditEvent).where(AuditEvent.action == "user.created",
+                                                   AuditEvent.object_id == user.public_id))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--role", "member", "--username", "m1", "--password", "a-long-password"], "member"),
+    (["--role", "auditor", "--username", "a1", "--password", "short"], "password"),
+    (["--role", "union_admin", "--username", "u1", "--password", "a-long-password", "--union-id", "uni_missing"],
+     "No union"),
+    (["--role", "wizard", "--username", "w1", "--password", "a-long-password"], "wizard"),
+])
+def test_create_user_refuses_bad_input_clearly(runner, args, message):
+    result = runner.invoke(args=["create-user", *args])
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_create_user_refuses_a_taken_username(runner, session):
+    f.user(session, Role.AUDITOR, username="taken")
+    result = runner.invoke(args=["create-user", "--role", "auditor", "--username", "taken",
+                                 "--password", "a-long-password"])
+    assert result.exit_code != 0 and "taken" in result.output
+
+
+def test_demo_loads_a_realistic_data_set_once(runner, session):
+    result = runner.invoke(args=["demo", "--members-per-union", "5"])
+    assert result.exit_code == 0, result.output
+    assert "demo-pass-2026" in result.output and "finance-approver" in result.output
+    assert session.scalar(select(func.count(Union.id))) == 1 + 5 + 6 + 8  # federation, cities, counties, grassroots
+    members = session.scalar(select(func.count(Member.id)))
+    assert 8 * 5 - 2 <= members <= 8 * 5
+    roles = set(session.scalars(select(User.role)).all())
+    assert {r.value for r in roles} >= {"union_admin", "merchant_reviewer", "finance_maker", "finance_approver",
+                                         "auditor", "member"}
+    again = runner.invoke(args=["demo"])
+    assert again.exit_code == 0 and "already loaded" in again.output
+    assert session.scalar(select(func.count(Member.id))) == members

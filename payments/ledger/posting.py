@@ -17,13 +17,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, String, bindparam, func, select, text
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.db import utcnow
 from core.errors import Conflict, DomainError, NotFound, RuleViolation, ValidationFailed
 from core.ids import new_public_id
-from payments.ledger.accounts import check_code, check_currency, check_metadata, dialect_insert
+from payments.ledger.accounts import any_of, check_code, check_currency, check_metadata, dialect_insert
 from payments.ledger.models import (
     Account,
     AccountBalance,
@@ -53,6 +53,7 @@ KIND_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
 EXPIRY_BATCH = 500
 
 _balances = AccountBalance.__table__
+_transactions = Transaction.__table__
 _entries = Entry.__table__
 _deltas = BalanceDelta.__table__
 
@@ -237,7 +238,7 @@ class _Locks:
         # One statement; the rows are locked in the order they are returned, sorted by id.
         self._take(
             select(*_BALANCE_COLUMNS)
-            .where(_balances.c.account_id.in_(account_ids), _balances.c.slice == 0)
+            .where(any_of(self.session, _balances.c.account_id, account_ids, BigInteger()), _balances.c.slice == 0)
             .order_by(_balances.c.account_id)
             .with_for_update()
         )
@@ -250,17 +251,20 @@ class _Locks:
         elif fixed:
             rows = self._take(base.where(_balances.c.slice.in_(sorted(fixed))).order_by(_balances.c.slice).with_for_update())
         elif decrease and not account.allow_negative:
-            # Any one slice that can cover the whole amount, skipping those other postings hold;
-            # only when none can does the posting wait for all of them.
+            # The fullest slice that can cover the whole amount and that no other posting holds
+            # (drawing on the fullest first keeps the slices even); only when none can does the
+            # posting wait for all of them.
             rows = self._take(
                 base.where(_available_sql(account) >= decrease)
-                .order_by(func.random()).limit(1).with_for_update(skip_locked=True)
+                .order_by(_available_sql(account).desc()).limit(1).with_for_update(skip_locked=True)
             )
             if not rows:
                 rows = self._take(all_slices)
-                rows.sort(key=lambda row: -row.available())
         else:
-            rows = self._take(base.order_by(func.random()).limit(1).with_for_update(skip_locked=True))
+            # Money coming in goes to the emptiest free slice, which refills the slices evenly.
+            rows = self._take(
+                base.order_by(_available_sql(account)).limit(1).with_for_update(skip_locked=True)
+            )
             if not rows:
                 rows = self._take(
                     base.where(_balances.c.slice == random.randrange(account.slices)).with_for_update()
@@ -272,7 +276,9 @@ def _load_accounts(session: Session, codes: set[str]) -> dict[str, Any]:
     # FOR KEY SHARE: close_account takes the row FOR UPDATE, so it waits for postings in
     # flight and postings after it see the account closed.
     rows = session.execute(
-        select(*_ACCOUNT_COLUMNS).where(Account.code.in_(sorted(codes))).with_for_update(read=True, key_share=True)
+        select(*_ACCOUNT_COLUMNS)
+        .where(any_of(session, Account.code, sorted(codes), String()))
+        .with_for_update(read=True, key_share=True)
     ).all()
     return {r.code: r for r in rows}
 
@@ -391,7 +397,9 @@ def _lookup(session: Session, ops: list[_Op]) -> None:
             first[op.key] = op
     if not first:
         return
-    stored = session.scalars(select(Transaction).where(Transaction.idempotency_key.in_(list(first)))).all()
+    stored = session.scalars(
+        select(Transaction).where(any_of(session, Transaction.idempotency_key, first, String()))
+    ).all()
     for txn in stored:
         op = first[txn.idempotency_key]
         op.result = _replay_result(txn, op.request_hash)
@@ -471,38 +479,157 @@ def _lock_rows(locks: _Locks, live: list[_Op], by_code: dict[str, Any]) -> None:
 
 
 def _write(session: Session, ops: list[_Op], locks: _Locks, deltas: dict[int, list[int]]) -> None:
+    """Write the transactions, entries and balance changes of the ops that passed every check."""
     now = utcnow()
     creating = [op for op in ops if op.values is not None]
-    if creating:
-        rows = []
-        for op in creating:
-            op.values.update(
-                public_id=new_public_id("txn"), idempotency_key=op.key,
-                request_hash=op.request_hash, created_at=now,
-            )
-            rows.append(op.values)
-        stmt = (
-            dialect_insert(session, Transaction)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(Transaction)
+    for op in creating:
+        op.values.update(
+            public_id=new_public_id("txn"), idempotency_key=op.key, request_hash=op.request_hash,
+            created_at=now, resolved_at=None,
         )
-        inserted = {t.idempotency_key: t for t in session.scalars(stmt, rows)}
-        if len(inserted) < len(creating):
-            _lost_race(session, ops, inserted)
-            return
-        entry_rows = []
-        for op in creating:
-            op.result = inserted[op.key]
-            for row in op.entry_rows:
-                row["transaction_id"] = op.result.id
-                row["created_at"] = now
-                entry_rows.append(row)
-        if entry_rows:
-            session.execute(_entries.insert(), entry_rows)
-
     changed = sorted(
         (row for row in locks.rows.values() if any(row.change)), key=lambda r: (r.account_id, r.slice)
     )
+    delta_rows = [(account_id, d) for account_id, d in sorted(deltas.items()) if any(d)]
+    if session.get_bind().dialect.name == "postgresql":
+        ids = _write_postgres(session, creating, changed, delta_rows, now)
+    else:
+        ids = _write_generic(session, creating, changed, delta_rows, now)
+    if len(ids) < len(creating):
+        _lost_race(session, ops, ids)
+        return
+    for row in changed:
+        row.counters = [a + b for a, b in zip(row.counters, row.change)]
+        row.change = [0, 0, 0, 0]
+    for op in creating:
+        op.result = _materialize(session, op.values, ids[op.key])
+
+    resolving = [op for op in ops if op.resolve is not None]
+    for op in resolving:
+        op.resolve.status = op.resolve_status
+        op.resolve.resolved_at = now
+        if op.values is None:
+            op.result = op.resolve
+    if resolving:
+        session.flush()
+
+
+def _materialize(session: Session, values: dict, txn_id: int) -> Transaction:
+    """Return the ORM object of a transaction just inserted, without reading it back."""
+    txn = Transaction(id=txn_id, **values)
+    make_transient_to_detached(txn)
+    session.add(txn)
+    return txn
+
+
+# One round trip writes a whole batch. If any transaction's key was taken concurrently
+# (`complete` is false) nothing but the other transactions' rows is written, and the caller
+# answers the lone request or gives up the batch.
+_PG_WRITE = text("""
+WITH new_txn AS (
+    INSERT INTO ledger_transactions (public_id, kind, status, is_hold, idempotency_key,
+        request_hash, reference, metadata, reverses_id, pending_id, expires_at, created_at)
+    SELECT t.public_id, t.kind, t.status, t.is_hold, t.idempotency_key, t.request_hash,
+        t.reference, t.metadata, t.reverses_id, t.pending_id, t.expires_at, :now
+    FROM unnest(CAST(:t_public_id AS text[]), CAST(:t_kind AS text[]), CAST(:t_status AS text[]),
+        CAST(:t_is_hold AS boolean[]), CAST(:t_key AS text[]), CAST(:t_hash AS text[]),
+        CAST(:t_reference AS text[]), CAST(CAST(:t_metadata AS text[]) AS jsonb[]),
+        CAST(CAST(:t_reverses_id AS text[]) AS bigint[]), CAST(CAST(:t_pending_id AS text[]) AS bigint[]),
+        CAST(CAST(:t_expires_at AS text[]) AS timestamptz[]))
+        AS t(public_id, kind, status, is_hold, idempotency_key, request_hash, reference, metadata,
+             reverses_id, pending_id, expires_at)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, idempotency_key
+), complete AS (
+    SELECT count(*) = :t_count AS ok FROM new_txn
+), new_entries AS (
+    INSERT INTO ledger_entries (transaction_id, account_id, slice, amount, currency, is_hold, created_at)
+    SELECT new_txn.id, e.account_id, e.slice, e.amount, e.currency, e.is_hold, :now
+    FROM unnest(CAST(:e_key AS text[]), CAST(:e_account_id AS bigint[]), CAST(:e_slice AS smallint[]),
+        CAST(:e_amount AS bigint[]), CAST(:e_currency AS text[]), CAST(:e_is_hold AS boolean[]))
+        AS e(key, account_id, slice, amount, currency, is_hold)
+    JOIN new_txn ON new_txn.idempotency_key = e.key
+    WHERE (SELECT ok FROM complete)
+), balance_changes AS (
+    UPDATE ledger_balances AS b
+    SET debits_posted = b.debits_posted + c.ddp, credits_posted = b.credits_posted + c.dcp,
+        debits_pending = b.debits_pending + c.ddh, credits_pending = b.credits_pending + c.dch
+    FROM unnest(CAST(:b_id AS bigint[]), CAST(:b_ddp AS bigint[]), CAST(:b_dcp AS bigint[]),
+        CAST(:b_ddh AS bigint[]), CAST(:b_dch AS bigint[])) AS c(id, ddp, dcp, ddh, dch)
+    WHERE b.id = c.id AND (SELECT ok FROM complete)
+), new_deltas AS (
+    INSERT INTO ledger_balance_deltas (account_id, debits_posted, credits_posted, debits_pending,
+        credits_pending)
+    SELECT d.account_id, d.ddp, d.dcp, d.ddh, d.dch
+    FROM unnest(CAST(:d_account_id AS bigint[]), CAST(:d_ddp AS bigint[]), CAST(:d_dcp AS bigint[]),
+        CAST(:d_ddh AS bigint[]), CAST(:d_dch AS bigint[])) AS d(account_id, ddp, dcp, ddh, dch)
+    WHERE (SELECT ok FROM complete)
+)
+SELECT id, idempotency_key FROM new_txn
+""")
+
+
+def _text_or_none(value) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+def _write_postgres(session, creating, changed, delta_rows, now) -> dict[str, int]:
+    v = [op.values for op in creating]
+    entries = [(op.key, e) for op in creating for e in op.entry_rows]
+    params = {
+        "now": now,
+        "t_count": len(creating),
+        "t_public_id": [x["public_id"] for x in v],
+        "t_kind": [x["kind"] for x in v],
+        "t_status": [x["status"].value for x in v],
+        "t_is_hold": [x["is_hold"] for x in v],
+        "t_key": [x["idempotency_key"] for x in v],
+        "t_hash": [x["request_hash"] for x in v],
+        "t_reference": [x["reference"] for x in v],
+        "t_metadata": [json.dumps(x["meta"], ensure_ascii=False) for x in v],
+        "t_reverses_id": [_text_or_none(x["reverses_id"]) for x in v],
+        "t_pending_id": [_text_or_none(x["pending_id"]) for x in v],
+        "t_expires_at": [_text_or_none(x["expires_at"]) for x in v],
+        "e_key": [key for key, _ in entries],
+        "e_account_id": [e["account_id"] for _, e in entries],
+        "e_slice": [e["slice"] for _, e in entries],
+        "e_amount": [e["amount"] for _, e in entries],
+        "e_currency": [e["currency"] for _, e in entries],
+        "e_is_hold": [e["is_hold"] for _, e in entries],
+        "b_id": [r.id for r in changed],
+        "b_ddp": [r.change[0] for r in changed],
+        "b_dcp": [r.change[1] for r in changed],
+        "b_ddh": [r.change[2] for r in changed],
+        "b_dch": [r.change[3] for r in changed],
+        "d_account_id": [a for a, _ in delta_rows],
+        "d_ddp": [d[0] for _, d in delta_rows],
+        "d_dcp": [d[1] for _, d in delta_rows],
+        "d_ddh": [d[2] for _, d in delta_rows],
+        "d_dch": [d[3] for _, d in delta_rows],
+    }
+    return {key: txn_id for txn_id, key in session.execute(_PG_WRITE, params)}
+
+
+def _write_generic(session, creating, changed, delta_rows, now) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    if creating:
+        stmt = (
+            dialect_insert(session, _transactions)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(_transactions.c.id, _transactions.c.idempotency_key)
+        )
+        rows = [{**op.values, "metadata": op.values["meta"]} for op in creating]
+        for row in rows:
+            del row["meta"]
+        ids = {key: txn_id for txn_id, key in session.execute(stmt, rows)}
+        if len(ids) < len(creating):
+            return ids
+        entry_rows = [
+            {**e, "transaction_id": ids[op.key], "created_at": now} for op in creating for e in op.entry_rows
+        ]
+        session.execute(_entries.insert(), entry_rows)
     if changed:
         c = _balances.c
         session.execute(
@@ -517,35 +644,23 @@ def _write(session: Session, ops: list[_Op], locks: _Locks, deltas: dict[int, li
             [{"row_id": r.id, "ddp": r.change[0], "dcp": r.change[1], "ddh": r.change[2],
               "dch": r.change[3]} for r in changed],
         )
-        for row in changed:
-            row.counters = [a + b for a, b in zip(row.counters, row.change)]
-            row.change = [0, 0, 0, 0]
-    delta_rows = [
-        {"account_id": account_id, "debits_posted": d[0], "credits_posted": d[1],
-         "debits_pending": d[2], "credits_pending": d[3]}
-        for account_id, d in sorted(deltas.items()) if any(d)
-    ]
     if delta_rows:
-        session.execute(_deltas.insert(), delta_rows)
-
-    resolving = [op for op in ops if op.resolve is not None]
-    for op in resolving:
-        op.resolve.status = op.resolve_status
-        op.resolve.resolved_at = now
-        if op.values is None:
-            op.result = op.resolve
-    if resolving:
-        session.flush()
+        session.execute(_deltas.insert(), [
+            {"account_id": account_id, "debits_posted": d[0], "credits_posted": d[1],
+             "debits_pending": d[2], "credits_pending": d[3]}
+            for account_id, d in delta_rows
+        ])
+    return ids
 
 
-def _lost_race(session: Session, ops: list[_Op], inserted: dict[str, Transaction]) -> None:
+def _lost_race(session: Session, ops: list[_Op], ids: dict[str, int]) -> None:
     """Answer a key that another transaction committed after our look-up, or give up the batch."""
     if len(ops) > 1:
         raise Conflict(
             "A concurrent request used the same idempotency key; roll back and retry.",
             code="idempotency_race",
         )
-    # Nothing has been written yet (the insert did nothing), so the request is answered cleanly.
+    # Nothing has been written (the insert did nothing), so the request is answered cleanly.
     op = ops[0]
     txn = session.scalars(select(Transaction).where(Transaction.idempotency_key == op.key)).one()
     op.result = _replay_result(txn, op.request_hash)

@@ -65,7 +65,7 @@ def import_form():
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             flash(_("Choose a CSV file to upload."), "error")
-            return render_template("members/import.html"), 400
+            return _import_page(), 400
         try:
             imp = service.start_import(db.session, current_actor(), upload.stream, upload.filename,
                                        current_app.config["UPLOAD_FOLDER"], current_app.config["IMPORT_MAX_ROWS"])
@@ -73,10 +73,16 @@ def import_form():
             messages = [t for texts in (exc.errors or {}).values() for t in texts] or [exc.message]
             for message in messages:
                 flash(message, "error")
-            return render_template("members/import.html"), 422
+            return _import_page(), 422
         jobs.enqueue("members.jobs:run_import_job", imp.public_id, job_id=imp.public_id)
         return redirect(url_for("members_pages.import_status", import_id=imp.public_id))
-    return render_template("members/import.html")
+    return _import_page()
+
+
+def _import_page():
+    """Render the upload form with the unions (and their ids) the admin may import into."""
+    unions = service.list_unions(db.session, current_actor(), parent_id=None, limit=200, cursor=None).items
+    return render_template("members/import.html", unions=unions)
 
 
 @bp.route("/imports/<import_id>")

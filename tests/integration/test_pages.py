@@ -99,6 +99,8 @@ def test_import_page_uploads_and_shows_progress_and_rejected_lines(client, sessi
     sign_in(client, "vera")
     form = client.get("/console/members/import")
     assert form.status_code == 200 and 'type="file"' in form.get_data(as_text=True)
+    assert tree["yc_base"].public_id in form.get_data(as_text=True)  # ids to fill the union_id column
+    assert tree["gy_base"].public_id not in form.get_data(as_text=True)
     csv_text = (f"name,id_number,phone,union_id\n甲,{f.unique_id_number()},13900000001,{tree['yc_base'].public_id}\n"
                 f"乙,110105194912310021,13900000002,{tree['yc_base'].public_id}\n")
     resp = client.post("/console/members/import", content_type="multipart/form-data",
@@ -125,6 +127,7 @@ def test_translations_are_complete_and_compiled():
     mo = read_mo(open(folder / "zh/LC_MESSAGES/messages.mo", "rb"))
     pot = read_po(open(folder / "messages.pot", "rb"))
     assert [m.id for m in po if m.id and not m.string] == []
+    assert [m.id for m in po if m.id and m.fuzzy] == []  # fuzzy guesses are not translations
     assert {m.id: m.string for m in po if m.id} == {m.id: m.string for m in mo if m.id}
     assert {m.id for m in pot if m.id} <= {m.id for m in po if m.id}
 

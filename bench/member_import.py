@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import resource
+import threading
 import sys
 import tempfile
 import time
@@ -26,7 +26,32 @@ SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Return the current resident set size (not the high-water mark) in MiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakRss:
+    """Sample the resident set size in the background and keep the peak."""
+
+    def __enter__(self):
+        self.start = self.peak = rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mib())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.growth = self.peak - self.start
 
 
 def write_csv(path: Path, union_public_id: str) -> int:
@@ -84,13 +109,13 @@ def main() -> None:
             finally:
                 raw.close()
 
-            rss_before = rss_mib()
             started = time.perf_counter()
-            with open(csv_path, "rb") as fh:
-                imp = service.start_import(session, actor, fh, "members.csv", str(tmp / "uploads"), ROWS)
-            imp = service.run_import(session, app.extensions["cipher"], imp.public_id, str(tmp / "uploads"))
+            with PeakRss() as memory:
+                with open(csv_path, "rb") as fh:
+                    imp = service.start_import(session, actor, fh, "members.csv", str(tmp / "uploads"), ROWS)
+                imp = service.run_import(session, app.extensions["cipher"], imp.public_id, str(tmp / "uploads"))
             elapsed = time.perf_counter() - started
-            rss_growth = rss_mib() - rss_before
+            rss_growth = memory.growth
             assert imp.created_rows == ROWS, (imp.created_rows, imp.rejected_rows)
             again = time.perf_counter()
             with open(csv_path, "rb") as fh:
@@ -112,8 +137,8 @@ def main() -> None:
     print(f"{'re-import rows/s (all unchanged)':<42}{reimport_rate:>14,.0f}{copy_rate:>14,.0f}"
           f"{reimport_rate / copy_rate:>8.3f}  -")
     print(f"{'import wall time, s':<42}{elapsed:>14.1f}{'':>14}{'':>8}  < 300")
-    print(f"{'peak RSS growth during import, MiB':<42}{rss_growth:>14.1f}{size / 2**20:>14.1f}"
-          f"{rss_growth / (size / 2**20):>8.2f}  well under the file size (streamed)")
+    print(f"{'RSS growth during import (peak), MiB':<42}{rss_growth:>14.1f}{size / 2**20:>14.1f}"
+          f"{rss_growth / (size / 2**20):>8.2f}  flat as files grow (streamed)")
     print("(baseline: PostgreSQL COPY of the same file into a plain table, same run; RSS baseline: file size)")
 
 

@@ -518,8 +518,9 @@ def _materialize(session: Session, values: dict, txn_id: int) -> Transaction:
     """Return the ORM object of a transaction just inserted, without reading it back."""
     txn = Transaction(id=txn_id, **values)
     make_transient_to_detached(txn)
-    session.add(txn)
-    return txn
+    # merge, not add: after a rollback SQLite may hand out the id of a rolled-back row whose
+    # expired object is still in the identity map.
+    return session.merge(txn, load=False)
 
 
 # One round trip writes a whole batch. If any transaction's key was taken concurrently

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import flask_smorest
 from flask import current_app, g, jsonify
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select, text
 
-from core import audit
+from core import audit, idempotency
 from core.auth import authenticate, issue_token, revoke_token
 from core.db import db
 from core.errors import NotFound, http_exception_body
@@ -34,7 +36,11 @@ class Blueprint(flask_smorest.Blueprint):
         """Require a bearer token of one of `roles`; put it above @arguments so 401/403 come first."""
 
         def decorate(fn):
-            wrapped = api_roles(*roles)(fn)
+            @functools.wraps(fn)
+            def once(*args, **kwargs):
+                return idempotency.run_once(current_actor().user_id, fn, *args, **kwargs)
+
+            wrapped = api_roles(*roles)(once)
             wrapped = self.doc(security=[{"bearerAuth": []}])(wrapped)
             for status, text_ in ((401, "No or bad credentials"), (403, "Role not allowed")):
                 wrapped = self.alt_response(status, schema=ApiErrorSchema, description=text_)(wrapped)

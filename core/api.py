@@ -22,6 +22,17 @@ class Api(flask_smorest.Api):
 
     ERROR_SCHEMA = None  # set below, once the schema class exists
 
+    def document_idempotency(self) -> None:
+        """Add the Idempotency-Key header to every authenticated POST in the OpenAPI document."""
+        param = {"in": "header", "name": "Idempotency-Key", "required": False,
+                 "schema": {"type": "string", "maxLength": 255},
+                 "description": "Repeat with the same key and body to get the first answer again; "
+                                "the same key with another body answers 409."}
+        for operations in self.spec._paths.values():
+            operation = operations.get("post")
+            if operation and operation.get("security"):
+                operation.setdefault("parameters", []).append(param)
+
     def handle_http_exception(self, error):
         body, status = http_exception_body(error)
         resp = jsonify(body)

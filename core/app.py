@@ -58,6 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearerAuth": {"type": "http", "scheme": "bearer"}}}})
     _register_domains(app, api)
+    api.document_idempotency()
     app.add_url_rule("/healthz", "healthz", health)
     csrf.exempt("core.api.health")
     register_error_handlers(app)

@@ -50,6 +50,8 @@ from payments.ledger.types import (
 )
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
+# Money flowing into a sliced account is spread over one more free slice per this many units.
+SLICE_SHARE = 10_000
 EXPIRY_BATCH = 500
 
 _balances = AccountBalance.__table__
@@ -261,9 +263,12 @@ class _Locks:
             if not rows:
                 rows = self._take(all_slices)
         else:
-            # Money coming in goes to the emptiest free slice, which refills the slices evenly.
+            # Money coming in goes to the emptiest free slices, which keeps them even; a large
+            # amount (a program's funding) is spread over as many free slices as it can fill.
+            wanted = min(account.slices, max(1, (increase + decrease) // SLICE_SHARE))
             rows = self._take(
-                base.order_by(_available_sql(account)).limit(1).with_for_update(skip_locked=True)
+                base.order_by(_available_sql(account), _balances.c.slice).limit(wanted)
+                .with_for_update(skip_locked=True)
             )
             if not rows:
                 rows = self._take(
@@ -366,23 +371,36 @@ def _apply(op: _Op, locks: _Locks, by_code: dict[str, Any], deltas: dict[int, li
 
 
 def _allocate(account, amount: int, rows: list[_Row], counters) -> list[tuple[int, int]] | None:
-    """Split a change of a sliced account over its locked slices."""
-    if not _decreases(account, amount) or account.allow_negative:
-        target = min(rows, key=lambda row: (row.available(counters(row)), row.slice))
-        return [(target.slice, amount)]
-    need = abs(amount)
+    """Split a change of a sliced account over its locked slices; None if they cannot cover it."""
+    if not _decreases(account, amount):
+        return _fill(amount, [(row.slice, row.available(counters(row))) for row in rows])
+    if account.allow_negative:
+        fullest = max(rows, key=lambda row: (row.available(counters(row)), -row.slice))
+        return [(fullest.slice, amount)]
+    levels = [(row.slice, row.available(counters(row))) for row in rows]
+    if sum(max(0, free) for _, free in levels) < abs(amount):
+        return None
+    # Draw the fullest slices down first, levelling them, so as many as possible stay usable.
+    return [(slice_, -share) for slice_, share in _fill(-amount, [(s, -free) for s, free in levels])]
+
+
+def _fill(amount: int, levels: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Pour an amount into the lowest slices first, levelling them (signed like `amount`)."""
+    levels = sorted(levels, key=lambda sl: (sl[1], sl[0]))
+    size = abs(amount)
+    count, below = 1, levels[0][1]
+    # Widen the level while raising the lowest `count` slices to the next one still fits.
+    while count < len(levels) and levels[count][1] * count - below <= size:
+        below += levels[count][1]
+        count += 1
+    level, extra = divmod(size + below, count)
     sign = 1 if amount > 0 else -1
-    allocation = []
-    for row in sorted(rows, key=lambda row: -row.available(counters(row))):
-        free = row.available(counters(row))
-        if free <= 0:
-            break
-        take = min(free, need)
-        allocation.append((row.slice, sign * take))
-        need -= take
-        if not need:
-            return allocation
-    return None
+    parts = []
+    for n, (slice_, current) in enumerate(levels[:count]):
+        share = level - current + (1 if n < extra else 0)
+        if share:
+            parts.append((slice_, sign * share))
+    return parts
 
 
 def _lookup(session: Session, ops: list[_Op]) -> None:

@@ -56,7 +56,7 @@ def test_a_debit_larger_than_any_slice_is_split_over_slices(session, books):
     txn = ledger.post(session, kind="aid", idempotency_key=key(), entries=[debit(budget, 90), credit(card, 90)])
     budget_entries = [e for e in txn.entries if e.account.code == budget]
     assert len(budget_entries) == 4 and sum(e.amount for e in budget_entries) == 90
-    assert books.posted(budget) == 10 and sorted(slices(session, budget)) == [0, 0, 0, 10]
+    assert books.posted(budget) == 10 and sorted(slices(session, budget)) == [2, 2, 3, 3]
     with pytest.raises(RuleViolation):
         ledger.post(session, kind="aid", idempotency_key=key(), entries=[debit(budget, 11), credit(card, 11)])
     page = ledger.statement(session, budget, newest_first=True)
@@ -191,3 +191,21 @@ def test_verify_catches_an_entry_slipped_in_beside_the_ledger(session, books):
         is_hold=False, created_at=utcnow()))
     checks = {p["check"] for p in ledger.verify(session).problems}
     assert {"unbalanced_transaction", "books_do_not_balance", "cached_balance_differs"} <= checks
+
+
+def test_a_large_funding_is_spread_evenly_over_the_slices(session, books):
+    budget = books.purse("program:1:budget", mode="sliced", slices=4)
+    books.fund(budget, 1_000_003)
+    assert sorted(slices(session, budget)) == [250_000, 250_001, 250_001, 250_001]
+    card = books.open("card:1:general")
+    ledger.post(session, kind="aid", idempotency_key=key(), entries=[debit(budget, 300_000), credit(card, 300_000)])
+    # More than any one slice holds: drawn from the fullest down, so they stay level.
+    assert max(slices(session, budget)) - min(slices(session, budget)) <= 1
+    assert sum(slices(session, budget)) == 700_003
+    before = slices(session, budget)
+    books.fund(budget, 20_000)  # two slices' worth: it refills the two emptiest
+    after = slices(session, budget)
+    added = sorted(a - b for a, b in zip(after, before))
+    assert added[:2] == [0, 0] and sum(added) == 20_000 and abs(added[2] - added[3]) <= 2
+    assert sorted(b for a, b in zip(after, before) if a != b) == sorted(before)[:2]
+    assert_verified(session)

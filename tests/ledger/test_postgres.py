@@ -296,6 +296,12 @@ def test_raw_unbalanced_writes_fail_at_commit(pg):
             attempt(entries)
         assert "ledger transaction" in str(err.value.orig)
     balanced = attempt([(bank_id, 500), (account_id, -500)])
+    with pg.connect() as conn:  # keep the cached totals true, as the ledger would have
+        for account, column in ((bank_id, "debits_posted"), (account_id, "credits_posted")):
+            conn.execute(text(f"UPDATE ledger_balances SET {column} = {column} + 500 WHERE account_id = :a"),
+                         {"a": account})
+        conn.commit()
+    verified(pg)
     # Even one more entry on a committed, balanced transaction is refused at commit.
     with pg.connect() as conn:
         conn.execute(insert_entry, {"t": balanced, "a": account_id, "amount": 1})

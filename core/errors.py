@@ -6,6 +6,7 @@ import json
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,13 @@ def register_error_handlers(app: Flask) -> None:
         headers = dict(exc.get_headers()) if status == 405 else {}
         headers.pop("Content-Type", None)
         return _respond(body, status, headers)
+
+    @app.errorhandler(DataError)
+    def _data_error(exc: DataError):
+        # The database refused a value the validation let through: the client's data, not our fault.
+        log.warning("database refused a value on %s %s: %s", request.method, request.path, exc.orig)
+        body = error_body(422, "invalid_value", "A value is out of the range this field accepts.")
+        return _respond(body, 422, {})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

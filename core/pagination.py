@@ -30,9 +30,10 @@ def decode_cursor(cursor: str) -> int:
     """Unwrap a cursor, refusing anything that was not made by encode_cursor."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("k"):
+        key = int(raw[1:]) if raw.startswith("k") else -1
+        if not 0 < key < 2**63:
             raise ValueError
-        return int(raw[1:])
+        return key
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed({"cursor": ["Not a valid cursor."]}) from None
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.auth import Actor, LoginGuard, user_for_token
 from core.db import db, utcnow
-from core.errors import Forbidden, PayloadTooLarge, Unauthorized
+from core.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
 from core.models import Role, User
 
 login_manager = LoginManager()
@@ -53,6 +53,28 @@ def before_request() -> None:
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"JSON bodies are limited to {limit // 1024} KiB.")
         request.max_content_length = limit
+    refuse_nul_characters()
+
+
+def _nul_fields(value, path: str = "") -> list[str]:
+    if isinstance(value, str):
+        return [path or "_schema"] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _nul_fields(v, str(k) if not path else f"{path}.{k}")]
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _nul_fields(v, f"{path}[{i}]")]
+    return []
+
+
+def refuse_nul_characters() -> None:
+    """Refuse text with NUL characters anywhere in the input: no database stores them."""
+    found = [name for name, value in request.args.items(multi=True) if "\x00" in value or "\x00" in name]
+    if request.mimetype == "application/json":
+        found += _nul_fields(request.get_json(silent=True, cache=True))
+    elif request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        found += [name for name, value in request.form.items(multi=True) if "\x00" in value]
+    if found:
+        raise ValidationFailed({name: ["Text may not contain NUL characters."] for name in found})
 
 
 def after_request(response):
@@ -101,8 +123,11 @@ def _bearer_actor() -> Actor:
     now = utcnow()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         token.last_used_at = now
-        db.session.commit()
-    return Actor.of(user, g.request_id, client_ip())
+    actor = Actor.of(user, g.request_id, client_ip())
+    # End the sign-in transaction here: the endpoint starts its own, and on SQLite an open one
+    # would hold the database lock that the endpoint's other sessions (idempotency keys) need.
+    db.session.commit()
+    return actor
 
 
 def api_roles(*roles: Role):

@@ -97,3 +97,19 @@ def test_request_ids_are_echoed(client):
     resp = client.get("/healthz", headers={"X-Request-Id": "abc12345-req"})
     assert resp.headers["X-Request-Id"] == "abc12345-req"
     assert len(client.get("/healthz", headers={"X-Request-Id": "bad id!"}).headers["X-Request-Id"]) == 32
+
+
+def test_nul_characters_are_refused_everywhere(client, admin_headers):
+    resp = client.get("/api/v1/members?q=a%00b", headers=admin_headers)
+    assert_error(resp, 422, "validation_error")
+    assert resp.get_json()["errors"] == {"q": ["Text may not contain NUL characters."]}
+    resp = client.post("/api/v1/unions", headers=admin_headers, json={"name": "a\u0000b", "region": "640000"})
+    assert_error(resp, 422, "validation_error")
+    assert "name" in resp.get_json()["errors"]
+
+
+def test_cursor_out_of_range_is_422(client, admin_headers):
+    import base64
+
+    huge = base64.urlsafe_b64encode(b"k" + str(10**30).encode()).decode().rstrip("=")
+    assert_error(client.get(f"/api/v1/members?cursor={huge}", headers=admin_headers), 422, "validation_error")

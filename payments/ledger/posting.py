@@ -9,6 +9,7 @@ postings can wait for each other but never deadlock; see README.md.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import json
 import random
@@ -17,13 +18,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import BigInteger, String, bindparam, func, select, text
+from sqlalchemy import BigInteger, SmallInteger, String, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.db import utcnow
 from core.errors import Conflict, DomainError, NotFound, RuleViolation, ValidationFailed
 from core.ids import new_public_id
-from payments.ledger.accounts import any_of, check_code, check_currency, check_metadata, dialect_insert
+from payments.ledger.accounts import check_code, check_currency, check_metadata, dialect_insert
 from payments.ledger.models import (
     Account,
     AccountBalance,
@@ -206,25 +208,74 @@ _BALANCE_COLUMNS = (
 )
 
 
-def _available_sql(account):
+def _available_sql(side: NormalSide):
     c = _balances.c
-    if account.normal_side is NormalSide.CREDIT:
+    if side is NormalSide.CREDIT:
         return c.credits_posted - c.debits_posted - c.debits_pending
     return c.debits_posted - c.credits_posted - c.credits_pending
+
+
+class _Sql:
+    """The engine's statements, built once per kind of database with bound parameters."""
+
+    _built: dict[str, _Sql] = {}
+
+    @classmethod
+    def of(cls, session: Session) -> _Sql:
+        dialect = session.get_bind().dialect.name
+        if dialect not in cls._built:
+            cls._built[dialect] = cls(dialect == "postgresql")
+        return cls._built[dialect]
+
+    def __init__(self, postgres: bool):
+        def among(column, name, item_type):
+            # = ANY(array) keeps one statement text (prepared once) for any number of values.
+            if postgres:
+                return column == any_(bindparam(name, type_=ARRAY(item_type)))
+            return column.in_(bindparam(name, expanding=True))
+
+        t, b = _transactions.c, _balances.c
+        self.lookup = select(t.idempotency_key, t.request_hash, t.id).where(among(t.idempotency_key, "keys", String()))
+        # FOR KEY SHARE: close_account takes the row FOR UPDATE, so it waits for postings in
+        # flight and postings after it see the account closed.
+        self.accounts = (
+            select(*_ACCOUNT_COLUMNS).where(among(Account.code, "codes", String()))
+            .with_for_update(read=True, key_share=True)
+        )
+        # The rows are locked in the order they are returned, sorted by account id.
+        self.single = (
+            select(*_BALANCE_COLUMNS).where(among(b.account_id, "ids", BigInteger()), b.slice == 0)
+            .order_by(b.account_id).with_for_update()
+        )
+        base = select(*_BALANCE_COLUMNS).where(b.account_id == bindparam("account_id"))
+        self.all_slices = base.order_by(b.slice).with_for_update()
+        self.some_slices = base.where(among(b.slice, "slices", SmallInteger())).order_by(b.slice).with_for_update()
+        self.one_slice = base.where(b.slice == bindparam("slice")).with_for_update()
+        self.fullest, self.emptiest = {}, {}
+        for side in NormalSide:
+            available = _available_sql(side)
+            self.fullest[side] = (
+                base.where(available >= bindparam("need")).order_by(available.desc()).limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            self.emptiest[side] = (
+                base.order_by(available, b.slice).limit(bindparam("count")).with_for_update(skip_locked=True)
+            )
 
 
 class _Locks:
     """Take the balance-row locks a batch needs, account by account in id order."""
 
     def __init__(self, session: Session, accounts: dict[int, Any]):
-        self.session = session
+        self.conn = session.connection()
+        self.sql = _Sql.of(session)
         self.accounts = accounts
         self.rows: dict[tuple[int, int], _Row] = {}
         self.preferred: dict[int, list[_Row]] = {}  # sliced account -> slices to use, best first
 
-    def _take(self, stmt) -> list[_Row]:
+    def _take(self, stmt, params) -> list[_Row]:
         taken = []
-        for r in self.session.execute(stmt):
+        for r in self.conn.execute(stmt, params):
             account = self.accounts[r.account_id]
             key = (r.account_id, r.slice)
             if key not in self.rows:
@@ -237,54 +288,33 @@ class _Locks:
         return taken
 
     def single(self, account_ids: list[int]) -> None:
-        # One statement; the rows are locked in the order they are returned, sorted by id.
-        self._take(
-            select(*_BALANCE_COLUMNS)
-            .where(any_of(self.session, _balances.c.account_id, account_ids, BigInteger()), _balances.c.slice == 0)
-            .order_by(_balances.c.account_id)
-            .with_for_update()
-        )
+        self._take(self.sql.single, {"ids": account_ids})
 
     def sliced(self, account, fixed: set[int], decrease: int, increase: int) -> None:
-        base = select(*_BALANCE_COLUMNS).where(_balances.c.account_id == account.id)
-        all_slices = base.order_by(_balances.c.slice).with_for_update()
+        sql, this = self.sql, {"account_id": account.id}
         if fixed and decrease:
-            rows = self._take(all_slices)
+            rows = self._take(sql.all_slices, this)
         elif fixed:
-            rows = self._take(base.where(_balances.c.slice.in_(sorted(fixed))).order_by(_balances.c.slice).with_for_update())
+            rows = self._take(sql.some_slices, {**this, "slices": sorted(fixed)})
         elif decrease and not account.allow_negative:
             # The fullest slice that can cover the whole amount and that no other posting holds
             # (drawing on the fullest first keeps the slices even); only when none can does the
             # posting wait for all of them.
-            rows = self._take(
-                base.where(_available_sql(account) >= decrease)
-                .order_by(_available_sql(account).desc()).limit(1).with_for_update(skip_locked=True)
-            )
+            rows = self._take(sql.fullest[account.normal_side], {**this, "need": decrease})
             if not rows:
-                rows = self._take(all_slices)
+                rows = self._take(sql.all_slices, this)
         else:
             # Money coming in goes to the emptiest free slices, which keeps them even; a large
             # amount (a program's funding) is spread over as many free slices as it can fill.
             wanted = min(account.slices, max(1, (increase + decrease) // SLICE_SHARE))
-            rows = self._take(
-                base.order_by(_available_sql(account), _balances.c.slice).limit(wanted)
-                .with_for_update(skip_locked=True)
-            )
+            rows = self._take(sql.emptiest[account.normal_side], {**this, "count": wanted})
             if not rows:
-                rows = self._take(
-                    base.where(_balances.c.slice == random.randrange(account.slices)).with_for_update()
-                )
+                rows = self._take(sql.one_slice, {**this, "slice": random.randrange(account.slices)})
         self.preferred[account.id] = rows
 
 
 def _load_accounts(session: Session, codes: set[str]) -> dict[str, Any]:
-    # FOR KEY SHARE: close_account takes the row FOR UPDATE, so it waits for postings in
-    # flight and postings after it see the account closed.
-    rows = session.execute(
-        select(*_ACCOUNT_COLUMNS)
-        .where(any_of(session, Account.code, sorted(codes), String()))
-        .with_for_update(read=True, key_share=True)
-    ).all()
+    rows = session.connection().execute(_Sql.of(session).accounts, {"codes": sorted(codes)}).all()
     return {r.code: r for r in rows}
 
 
@@ -415,9 +445,10 @@ def _lookup(session: Session, ops: list[_Op]) -> None:
             first[op.key] = op
     if not first:
         return
-    stored = session.scalars(
-        select(Transaction).where(any_of(session, Transaction.idempotency_key, first, String()))
-    ).all()
+    hits = session.connection().execute(_Sql.of(session).lookup, {"keys": list(first)}).all()
+    if not hits:
+        return
+    stored = session.scalars(select(Transaction).where(Transaction.id.in_([h.id for h in hits]))).all()
     for txn in stored:
         op = first[txn.idempotency_key]
         op.result = _replay_result(txn, op.request_hash)
@@ -432,8 +463,15 @@ def _replay_result(txn: Transaction, request_hash: str) -> Transaction | DomainE
 
 
 def _execute(session: Session, ops: list[_Op]) -> None:
-    """Run a batch of ops: look up replays, lock, check, then write everything at once."""
-    _lookup(session, ops)
+    """Run a batch of ops: look up replays, lock, check, then write everything at once.
+
+    A lone op skips the look-up (a round trip): a replay shows up as a key the insert finds
+    taken, or, if the op is refused, by looking its key up before answering the refusal.
+    """
+    session.flush()  # the engine talks to the connection directly, past the ORM's autoflush
+    lone = len(ops) == 1
+    if not lone:
+        _lookup(session, ops)
     live = [op for op in ops if op.result is None and op.same_as is None]
     codes = {p.code for op in live for p in (*op.parts, *op.releases)}
     by_code = _load_accounts(session, codes) if codes else {}
@@ -455,6 +493,10 @@ def _execute(session: Session, ops: list[_Op]) -> None:
             op.result = exc
     _write(session, [op for op in live if op.result is None], locks, deltas)
 
+    if lone and isinstance(ops[0].result, DomainError) and ops[0].key is not None:
+        refusal, ops[0].result = ops[0].result, None
+        _lookup(session, ops)
+        ops[0].result = ops[0].result or refusal
     for op in ops:
         if op.same_as is not None:
             target = op.same_as.result
@@ -536,99 +578,89 @@ def _materialize(session: Session, values: dict, txn_id: int) -> Transaction:
     """Return the ORM object of a transaction just inserted, without reading it back."""
     txn = Transaction(id=txn_id, **values)
     make_transient_to_detached(txn)
-    # merge, not add: after a rollback SQLite may hand out the id of a rolled-back row whose
-    # expired object is still in the identity map.
-    return session.merge(txn, load=False)
+    if session.identity_key(Transaction, txn_id) in session.identity_map:
+        # After a rollback SQLite may reuse the id of a rolled-back row whose expired object
+        # is still in the identity map.
+        return session.merge(txn, load=False)
+    session.add(txn)
+    return txn
 
 
-# One round trip writes a whole batch. If any transaction's key was taken concurrently
-# (`complete` is false) nothing but the other transactions' rows is written, and the caller
-# answers the lone request or gives up the batch.
+# One round trip writes a whole batch, its rows passed as JSON. If any transaction's key was
+# taken concurrently (`complete` is false) nothing but the other transactions' rows is written,
+# and the caller answers the lone request or gives up the batch.
 _PG_WRITE = text("""
 WITH new_txn AS (
     INSERT INTO ledger_transactions (public_id, kind, status, is_hold, idempotency_key,
         request_hash, reference, metadata, reverses_id, pending_id, expires_at, created_at)
     SELECT t.public_id, t.kind, t.status, t.is_hold, t.idempotency_key, t.request_hash,
         t.reference, t.metadata, t.reverses_id, t.pending_id, t.expires_at, :now
-    FROM unnest(CAST(:t_public_id AS text[]), CAST(:t_kind AS text[]), CAST(:t_status AS text[]),
-        CAST(:t_is_hold AS boolean[]), CAST(:t_key AS text[]), CAST(:t_hash AS text[]),
-        CAST(:t_reference AS text[]), CAST(CAST(:t_metadata AS text[]) AS jsonb[]),
-        CAST(CAST(:t_reverses_id AS text[]) AS bigint[]), CAST(CAST(:t_pending_id AS text[]) AS bigint[]),
-        CAST(CAST(:t_expires_at AS text[]) AS timestamptz[]))
-        AS t(public_id, kind, status, is_hold, idempotency_key, request_hash, reference, metadata,
-             reverses_id, pending_id, expires_at)
+    FROM json_to_recordset(CAST(:txns AS json)) AS t(public_id text, kind text, status text,
+        is_hold boolean, idempotency_key text, request_hash text, reference text, metadata jsonb,
+        reverses_id bigint, pending_id bigint, expires_at timestamptz)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key
 ), complete AS (
-    SELECT count(*) = :t_count AS ok FROM new_txn
+    SELECT count(*) = :count AS ok FROM new_txn
 ), new_entries AS (
     INSERT INTO ledger_entries (transaction_id, account_id, slice, amount, currency, is_hold, created_at)
     SELECT new_txn.id, e.account_id, e.slice, e.amount, e.currency, e.is_hold, :now
-    FROM unnest(CAST(:e_key AS text[]), CAST(:e_account_id AS bigint[]), CAST(:e_slice AS smallint[]),
-        CAST(:e_amount AS bigint[]), CAST(:e_currency AS text[]), CAST(:e_is_hold AS boolean[]))
-        AS e(key, account_id, slice, amount, currency, is_hold)
+    FROM json_to_recordset(CAST(:entries AS json)) AS e(key text, account_id bigint, slice smallint,
+        amount bigint, currency text, is_hold boolean)
     JOIN new_txn ON new_txn.idempotency_key = e.key
     WHERE (SELECT ok FROM complete)
 ), balance_changes AS (
     UPDATE ledger_balances AS b
     SET debits_posted = b.debits_posted + c.ddp, credits_posted = b.credits_posted + c.dcp,
         debits_pending = b.debits_pending + c.ddh, credits_pending = b.credits_pending + c.dch
-    FROM unnest(CAST(:b_id AS bigint[]), CAST(:b_ddp AS bigint[]), CAST(:b_dcp AS bigint[]),
-        CAST(:b_ddh AS bigint[]), CAST(:b_dch AS bigint[])) AS c(id, ddp, dcp, ddh, dch)
+    FROM json_to_recordset(CAST(:balances AS json)) AS c(id bigint, ddp bigint, dcp bigint,
+        ddh bigint, dch bigint)
     WHERE b.id = c.id AND (SELECT ok FROM complete)
 ), new_deltas AS (
     INSERT INTO ledger_balance_deltas (account_id, debits_posted, credits_posted, debits_pending,
         credits_pending)
     SELECT d.account_id, d.ddp, d.dcp, d.ddh, d.dch
-    FROM unnest(CAST(:d_account_id AS bigint[]), CAST(:d_ddp AS bigint[]), CAST(:d_dcp AS bigint[]),
-        CAST(:d_ddh AS bigint[]), CAST(:d_dch AS bigint[])) AS d(account_id, ddp, dcp, ddh, dch)
+    FROM json_to_recordset(CAST(:deltas AS json)) AS d(account_id bigint, ddp bigint, dcp bigint,
+        ddh bigint, dch bigint)
     WHERE (SELECT ok FROM complete)
 )
 SELECT id, idempotency_key FROM new_txn
 """)
 
 
-def _text_or_none(value) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+def _json(rows) -> str:
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value):
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+_TXN_COLUMNS = ("public_id", "kind", "status", "is_hold", "idempotency_key", "request_hash",
+                "reference", "reverses_id", "pending_id", "expires_at")
 
 
 def _write_postgres(session, creating, changed, delta_rows, now) -> dict[str, int]:
-    v = [op.values for op in creating]
-    entries = [(op.key, e) for op in creating for e in op.entry_rows]
+    txns = []
+    for op in creating:
+        row = {name: op.values[name] for name in _TXN_COLUMNS}
+        row["metadata"] = op.values["meta"]
+        txns.append(row)
     params = {
         "now": now,
-        "t_count": len(creating),
-        "t_public_id": [x["public_id"] for x in v],
-        "t_kind": [x["kind"] for x in v],
-        "t_status": [x["status"].value for x in v],
-        "t_is_hold": [x["is_hold"] for x in v],
-        "t_key": [x["idempotency_key"] for x in v],
-        "t_hash": [x["request_hash"] for x in v],
-        "t_reference": [x["reference"] for x in v],
-        "t_metadata": [json.dumps(x["meta"], ensure_ascii=False) for x in v],
-        "t_reverses_id": [_text_or_none(x["reverses_id"]) for x in v],
-        "t_pending_id": [_text_or_none(x["pending_id"]) for x in v],
-        "t_expires_at": [_text_or_none(x["expires_at"]) for x in v],
-        "e_key": [key for key, _ in entries],
-        "e_account_id": [e["account_id"] for _, e in entries],
-        "e_slice": [e["slice"] for _, e in entries],
-        "e_amount": [e["amount"] for _, e in entries],
-        "e_currency": [e["currency"] for _, e in entries],
-        "e_is_hold": [e["is_hold"] for _, e in entries],
-        "b_id": [r.id for r in changed],
-        "b_ddp": [r.change[0] for r in changed],
-        "b_dcp": [r.change[1] for r in changed],
-        "b_ddh": [r.change[2] for r in changed],
-        "b_dch": [r.change[3] for r in changed],
-        "d_account_id": [a for a, _ in delta_rows],
-        "d_ddp": [d[0] for _, d in delta_rows],
-        "d_dcp": [d[1] for _, d in delta_rows],
-        "d_ddh": [d[2] for _, d in delta_rows],
-        "d_dch": [d[3] for _, d in delta_rows],
+        "count": len(creating),
+        "txns": _json(txns),
+        "entries": _json([{**e, "key": op.key} for op in creating for e in op.entry_rows]),
+        "balances": _json([{"id": r.id, "ddp": r.change[0], "dcp": r.change[1], "ddh": r.change[2],
+                            "dch": r.change[3]} for r in changed]),
+        "deltas": _json([{"account_id": account_id, "ddp": d[0], "dcp": d[1], "ddh": d[2], "dch": d[3]}
+                         for account_id, d in delta_rows]),
     }
-    return {key: txn_id for txn_id, key in session.execute(_PG_WRITE, params)}
+    return {key: txn_id for txn_id, key in session.connection().execute(_PG_WRITE, params)}
 
 
 def _write_generic(session, creating, changed, delta_rows, now) -> dict[str, int]:
@@ -673,7 +705,7 @@ def _write_generic(session, creating, changed, delta_rows, now) -> dict[str, int
 
 
 def _lost_race(session: Session, ops: list[_Op], ids: dict[str, int]) -> None:
-    """Answer a key that another transaction committed after our look-up, or give up the batch."""
+    """Answer a lone op whose key is taken (a replay), or give up a batch that lost a race."""
     if len(ops) > 1:
         raise Conflict(
             "A concurrent request used the same idempotency key; roll back and retry.",

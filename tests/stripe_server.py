@@ -1,0 +1,718 @@
+"""A Stripe-shaped HTTP server for tests: the official SDK talks to it as it would to api.stripe.com.
+
+It speaks Stripe's wire format (form-encoded requests with bracket notation, JSON objects with
+`object` and prefixed ids, the `{"error": {...}}` body with Stripe's statuses), checks the API key,
+honours `Idempotency-Key`, logs what it received, and signs webhook deliveries as Stripe does.
+
+A resource is a builder registered with `@resource(...)` over an in-memory store; add transfers,
+payouts, balance transactions or payment intents the same way as accounts below.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import string
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+DEFAULT_API_KEY = "sk_test_unioncard_platform_key"
+DEFAULT_WEBHOOK_SECRET = "whsec_unioncard_test_secret"
+# The version the SDK pins; events carry it as Stripe stamps the endpoint's version on them.
+API_VERSION = "2026-10-28.endive"
+ACCOUNT_LINK_TTL_SECONDS = 300
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+LIST_LIMIT_MAX = 100
+_ALPHABET = string.ascii_letters + string.digits
+_KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+
+
+class StripeError(Exception):
+    """An error Stripe would answer with: an HTTP status and the `error` object."""
+
+    def __init__(self, status: int, type_: str, message: str, *, code: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.type, self.message, self.code, self.param = status, type_, message, code, param
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        error = {"type": self.type, "message": self.message}
+        if self.code:
+            error["code"] = self.code
+        if self.param:
+            error["param"] = self.param
+        return {"error": error}
+
+
+def invalid(message: str, *, param: str | None = None, code: str | None = None, status: int = 400) -> StripeError:
+    """Return an `invalid_request_error`, the type Stripe uses for bad parameters and unknown objects."""
+    return StripeError(status, "invalid_request_error", message, code=code, param=param)
+
+
+def missing(param: str) -> StripeError:
+    return invalid(f"Missing required param: {param}.", param=param, code="parameter_missing")
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """One Stripe collection: its URL segment, `object` name, id prefix and what creating it takes."""
+
+    path: str
+    object: str
+    prefix: str | None
+    params: frozenset[str]
+    create: Callable[[StripeServer, dict, str | None], dict] | None
+    update: Callable[[StripeServer, dict, dict], None] | None = None
+    id_length: int = 24
+
+
+RESOURCES: dict[str, Resource] = {}
+
+
+def resource(path: str, object_: str, prefix: str | None, *, params: set[str], id_length: int = 24,
+             update: Callable[[StripeServer, dict, dict], None] | None = None):
+    """Register `fn(server, params, new_id) -> object` as the creator of `POST /v1/<path>`.
+
+    A resource without an id prefix (account links) is created and answered but never stored.
+    """
+
+    def decorate(fn):
+        RESOURCES[path] = Resource(path, object_, prefix, frozenset(params) | {"expand"}, fn, update, id_length)
+        return fn
+
+    return decorate
+
+
+@dataclasses.dataclass
+class ReceivedRequest:
+    """A request as the server saw it, for tests to assert on what the SDK sent."""
+
+    method: str
+    path: str
+    params: dict
+    body: str
+    headers: dict[str, str]
+    api_key: str | None
+    status: int = 0
+    replayed: bool = False
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.headers.get("Idempotency-Key")
+
+
+@dataclasses.dataclass
+class _Fault:
+    status: int
+    type: str
+    message: str
+    code: str | None
+    path: str | None
+    should_retry: bool | None
+    times: int
+
+
+@dataclasses.dataclass
+class _Saved:
+    endpoint: str
+    fingerprint: str
+    status: int
+    body: str
+    request_id: str
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(length))}"
+
+
+def decode_params(pairs: list[tuple[str, str]]) -> dict:
+    """Turn Stripe's bracket notation (`a[b][0][c]=v`, `expand[]=x`) back into nested dicts and lists."""
+    root: dict = {}
+    for key, value in pairs:
+        match = _KEY_RE.match(key)
+        if not match:
+            raise invalid(f"Invalid parameter name: {key}", param=key)
+        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        node = root
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise invalid(f"Invalid parameter: {'.'.join(parts[:depth + 1])} is both a value and a hash.",
+                              param=parts[0])
+            node = child
+        last = parts[-1]
+        if last == "":
+            last = str(len(node))
+        if isinstance(node.get(last), dict):
+            raise invalid(f"Invalid parameter: {key} is both a value and a hash.", param=parts[0])
+        node[last] = value
+    return _listify(root)
+
+
+def _listify(value):
+    if not isinstance(value, dict):
+        return value
+    if value and all(key.isdigit() for key in value):
+        return [_listify(value[key]) for key in sorted(value, key=int)]
+    return {key: _listify(item) for key, item in value.items()}
+
+
+def form_string(params: dict, name: str) -> str | None:
+    """Read a text parameter; a hash or list where text belongs is refused as Stripe does."""
+    value = params.get(name)
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"Invalid string: {name} must be a string, not a {type(value).__name__}", param=name)
+    return value
+
+
+def form_bool(params: dict, name: str, default: bool | None = None) -> bool | None:
+    """Read a boolean parameter as the SDK encodes it (`true` / `false`)."""
+    value = params.get(name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise invalid(f"Invalid boolean: {value}", param=name)
+    return value == "true"
+
+
+def metadata(params: dict, current: dict[str, str] | None = None) -> dict[str, str]:
+    """Merge `metadata` into `current` as Stripe does: strings only, an empty value removes the key."""
+    merged = dict(current or {})
+    given = params.get("metadata", {})
+    if given == "":
+        return {}
+    if not isinstance(given, dict):
+        raise invalid("Invalid hash", param="metadata")
+    for key, value in given.items():
+        if not isinstance(value, str):
+            raise invalid(f"Invalid metadata[{key}]: must be a string", param=f"metadata[{key}]")
+        if len(key) > 40 or len(value) > 500:
+            raise invalid("Metadata keys are limited to 40 characters and values to 500.", param=f"metadata[{key}]")
+        if value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    if len(merged) > 50:
+        raise invalid("You can have at most 50 metadata keys.", param="metadata")
+    return merged
+
+
+def signature_header(payload: bytes | str, secret: str, timestamp: int | None = None) -> str:
+    """Return the `Stripe-Signature` header Stripe sends: `t=<unix time>,v1=<HMAC-SHA256 of "t.payload">`."""
+    text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
+    t = int(time.time()) if timestamp is None else int(timestamp)
+    digest = hmac.new(secret.encode("utf-8"), f"{t}.{text}".encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+def webhook_delivery(event: dict, secret: str = DEFAULT_WEBHOOK_SECRET, *,
+                     timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """Return the body and headers of a webhook delivery of `event`, signed with `secret`."""
+    body = json.dumps(event, indent=2).encode("utf-8")
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        "Stripe-Signature": signature_header(body, secret, timestamp),
+    }
+    return body, headers
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *_args) -> None:
+        """Keep test output free of an access log line per SDK call (the request log has them)."""
+
+
+class StripeServer:
+    """An in-memory Stripe for one platform account, served over HTTP on 127.0.0.1."""
+
+    def __init__(self, *, api_key: str = DEFAULT_API_KEY, webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+                 platform_country: str = "US"):
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.platform_country = platform_country
+        # Where the hosted onboarding page delivers account.updated when a test runs a live app.
+        self.webhook_url: str | None = None
+        self._lock = threading.RLock()
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._urls = Map([
+            Rule("/v1/<resource_path>", endpoint="collection", methods=["GET", "POST"]),
+            Rule("/v1/<resource_path>/<object_id>", endpoint="item", methods=["GET", "POST"]),
+            Rule("/connect/onboarding/<account_id>/<token>", endpoint="onboarding", methods=["GET", "POST"]),
+        ])
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every object, request, idempotency key and pending fault."""
+        with self._lock:
+            self.store: dict[str, dict[str, dict]] = {}
+            self.requests: list[ReceivedRequest] = []
+            self.events: list[dict] = []
+            self._idempotency: dict[tuple[str, str], _Saved] = {}
+            self._faults: list[_Fault] = []
+            self._links: dict[str, dict] = {}
+            self.crashes: list[Exception] = []
+            self.webhook_url = None
+
+    # Serving
+
+    def start(self) -> StripeServer:
+        """Serve on a free port in a background thread."""
+        self._server = make_server("127.0.0.1", 0, self.wsgi, threaded=True, request_handler=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="stripe-test-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> StripeServer:
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The API base to give the SDK (STRIPE_API_BASE)."""
+        if self._server is None:
+            raise RuntimeError("the Stripe test server is not running")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # What tests use
+
+    def objects(self, resource_path: str) -> list[dict]:
+        """Return the stored objects of one resource, oldest first."""
+        with self._lock:
+            return [json.loads(json.dumps(obj)) for obj in self.store.get(resource_path, {}).values()]
+
+    def get(self, resource_path: str, object_id: str) -> dict:
+        with self._lock:
+            return json.loads(json.dumps(self.store[resource_path][object_id]))
+
+    def requests_to(self, method: str, path: str) -> list[ReceivedRequest]:
+        """Return the logged requests of one method and path (`/v1/accounts`)."""
+        with self._lock:
+            return [r for r in self.requests if r.method == method.upper() and r.path == path]
+
+    def fail_next(self, status: int = 500, type_: str = "api_error",
+                  message: str = "An unknown error occurred on Stripe's end.", *, code: str | None = None,
+                  path: str | None = None, times: int = 1, should_retry: bool | None = None) -> None:
+        """Answer the next `times` authenticated API requests (to `path`, if given) with this error.
+
+        A fault stands for a failure before Stripe ran the request, so nothing is saved under its
+        Idempotency-Key and a retry with the same key runs the request for real.
+        """
+        with self._lock:
+            self._faults.append(_Fault(status, type_, message, code, path, should_retry, times))
+
+    def complete_onboarding(self, account_id: str, *, charges_enabled: bool | None = None,
+                            payouts_enabled: bool = True) -> dict:
+        """Finish an account's onboarding as the merchant would; return the `account.updated` event.
+
+        Charges are enabled only with the card_payments capability unless told otherwise, as on Stripe.
+        """
+        with self._lock:
+            account = self.store.get("accounts", {}).get(account_id)
+            if account is None:
+                raise KeyError(account_id)
+            before = {name: account[name] for name in ("charges_enabled", "payouts_enabled", "details_submitted",
+                                                       "capabilities", "requirements")}
+            if charges_enabled is None:
+                charges_enabled = "card_payments" in account["capabilities"]
+            account["capabilities"] = {name: "active" for name in account["capabilities"]}
+            account["charges_enabled"] = charges_enabled
+            account["payouts_enabled"] = payouts_enabled
+            account["details_submitted"] = True
+            account["requirements"] = _requirements([])
+            account["tos_acceptance"] = {"date": int(time.time())}
+            changed = {name: value for name, value in before.items() if account[name] != value}
+            return self.emit("account.updated", account, previous_attributes=changed, account=account_id)
+
+    def emit(self, type_: str, obj: dict, *, previous_attributes: dict | None = None,
+             account: str | None = None) -> dict:
+        """Create and store an event about `obj` as Stripe would send it to a webhook endpoint."""
+        data = {"object": json.loads(json.dumps(obj))}
+        if previous_attributes is not None:
+            data["previous_attributes"] = previous_attributes
+        event = {
+            "id": new_id("evt"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(time.time()),
+            "data": data,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": type_,
+        }
+        if account is not None:
+            # Connect endpoints receive events of connected accounts with the account named.
+            event["account"] = account
+        with self._lock:
+            self.store.setdefault("events", {})[event["id"]] = event
+            self.events.append(event)
+        return event
+
+    def delivery(self, event: dict, *, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+        """Return the signed body and headers of delivering `event` with this server's webhook secret."""
+        return webhook_delivery(event, self.webhook_secret, timestamp=timestamp)
+
+    def deliver(self, event: dict, url: str | None = None) -> int:
+        """POST a signed delivery of `event` to a running app's webhook URL; return the status."""
+        body, headers = self.delivery(event)
+        req = urllib.request.Request(url or self.webhook_url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    # The HTTP side
+
+    def wsgi(self, environ, start_response):
+        request = Request(environ)
+        with self._lock:
+            try:
+                response = self._dispatch(request)
+            except Exception as exc:  # a bug in this server: answer as Stripe does, and keep serving
+                self.crashes.append(exc)
+                body = StripeError(500, "api_error", f"Stripe test server error: {exc!r}").body()
+                response = Response(json.dumps(body), status=500, mimetype="application/json")
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        adapter = self._urls.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+        except HTTPException:
+            endpoint, args = None, {}
+        if endpoint == "onboarding":
+            return self._onboarding_page(request, **args)
+        logged = ReceivedRequest(request.method, request.path, {}, request.get_data(as_text=True),
+                                 dict(request.headers), None)
+        self.requests.append(logged)
+        request_id = new_id("req", 14)
+        headers = {"Request-Id": request_id, "Stripe-Version": request.headers.get("Stripe-Version", API_VERSION)}
+        try:
+            logged.api_key = self._authenticate(request)
+            pairs = parse_qsl(logged.body if request.method == "POST" else request.query_string.decode(),
+                              keep_blank_values=True)
+            logged.params = decode_params(pairs)
+            if endpoint is None:
+                raise invalid(f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+                              "https://stripe.com/docs or we can help at https://support.stripe.com/.", status=404)
+            self._take_fault(request.path)
+            status, body, replayed = self._idempotent(request, logged, request_id,
+                                                      lambda: self._route(request.method, logged.params, **args))
+        except StripeError as exc:
+            status, body, replayed = exc.status, json.dumps(exc.body()), False
+            headers.update(exc.headers)
+        logged.status, logged.replayed = status, replayed
+        if request.method == "POST" and logged.idempotency_key:
+            headers["Idempotency-Key"] = logged.idempotency_key
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status=status, headers=headers, mimetype="application/json")
+
+    def _authenticate(self, request: Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        key = ""
+        if scheme.lower() == "bearer":
+            key = credentials.strip()
+        elif scheme.lower() == "basic":
+            try:
+                key = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")[0]
+            except ValueError:
+                key = ""
+        challenge = {"WWW-Authenticate": 'Bearer realm="Stripe"'}
+        if not key:
+            raise StripeError(401, "invalid_request_error",
+                              "You did not provide an API key. You need to provide your API key in the "
+                              "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                              "YOUR_SECRET_KEY').", headers=challenge)
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            masked = key[:8] + "*" * max(0, len(key) - 12) + key[-4:] if len(key) > 12 else "*" * len(key)
+            raise StripeError(401, "invalid_request_error", f"Invalid API Key provided: {masked}",
+                              code="api_key_invalid" if key.startswith(("sk_", "rk_")) else None, headers=challenge)
+        return key
+
+    def _take_fault(self, path: str) -> None:
+        for fault in self._faults:
+            if fault.path is None or fault.path == path:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+                headers = {}
+                if fault.should_retry is not None:
+                    headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
+                raise StripeError(fault.status, fault.type, fault.message, code=fault.code, headers=headers)
+
+    def _idempotent(self, request: Request, logged: ReceivedRequest, request_id: str,
+                    run: Callable[[], tuple[int, dict]]) -> tuple[int, str, bool]:
+        key = logged.idempotency_key
+        if request.method != "POST" or not key:
+            status, obj = run()
+            return status, json.dumps(obj), False
+        if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+            raise invalid(f"Idempotency keys can be at most {IDEMPOTENCY_KEY_MAX_LENGTH} characters long.",
+                          param="Idempotency-Key")
+        endpoint = f"{request.method} {request.path}"
+        fingerprint = json.dumps(logged.params, sort_keys=True)
+        # Stripe scopes keys to the API key (and connected account) that used them.
+        scope = (logged.api_key, request.headers.get("Stripe-Account", ""), key)
+        saved = self._idempotency.get(scope)
+        if saved is not None:
+            if saved.endpoint != endpoint:
+                raise StripeError(400, "idempotency_error",
+                                  f"Keys for idempotent requests can only be used for the same endpoint they were "
+                                  f"first used for ('{saved.endpoint}' vs '{endpoint}'). Try using a key other than "
+                                  f"'{key}' if you meant to execute a different request.")
+            if saved.fingerprint != fingerprint:
+                raise StripeError(400, "idempotency_error",
+                                  "Keys for idempotent requests can only be used with the same parameters they were "
+                                  f"first used with. Try using a key other than '{key}' if you meant to execute a "
+                                  "different request.")
+            return saved.status, saved.body, True
+        status, obj = run()
+        body = json.dumps(obj)
+        # Only requests that ran are saved; a refused one may be retried with the same key.
+        self._idempotency[scope] = _Saved(endpoint, fingerprint, status, body, request_id)
+        return status, body, False
+
+    def _route(self, method: str, params: dict, resource_path: str, object_id: str | None = None) -> tuple[int, dict]:
+        res = RESOURCES.get(resource_path)
+        if res is None:
+            raise invalid(f"Unrecognized request URL ({method}: /v1/{resource_path}"
+                          f"{'/' + object_id if object_id else ''}).", status=404)
+        if object_id is None and method == "POST":
+            if res.create is None:
+                raise invalid(f"Unrecognized request URL (POST: /v1/{resource_path}).", status=404)
+            return 200, self._create(res, params)
+        if object_id is None:
+            return 200, self._list(res, params)
+        obj = self.store.get(res.path, {}).get(object_id) if res.prefix else None
+        if obj is None:
+            raise invalid(f"No such {res.object}: '{object_id}'", param="id", code="resource_missing", status=404)
+        if method == "POST":
+            if res.update is None:
+                raise invalid(f"Unrecognized request URL (POST: /v1/{resource_path}/{object_id}).", status=404)
+            self._check_params(res, params)
+            res.update(self, obj, params)
+        return 200, obj
+
+    def _check_params(self, res: Resource, params: dict) -> None:
+        for name in params:
+            if name not in res.params:
+                raise invalid(f"Received unknown parameter: {name}", param=name, code="parameter_unknown")
+
+    def _create(self, res: Resource, params: dict) -> dict:
+        self._check_params(res, params)
+        object_id = new_id(res.prefix, res.id_length) if res.prefix else None
+        obj = res.create(self, params, object_id)
+        obj.setdefault("object", res.object)
+        if object_id is not None:
+            obj = {"id": object_id, **obj}
+            self.store.setdefault(res.path, {})[object_id] = obj
+        return obj
+
+    def _list(self, res: Resource, params: dict) -> dict:
+        try:
+            limit = int(params.get("limit", 10))
+        except (TypeError, ValueError):
+            raise invalid("Invalid integer: limit", param="limit") from None
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise invalid(f"This value must be between 1 and {LIST_LIMIT_MAX}.", param="limit")
+        # Stripe lists newest first.
+        items = list(reversed(list(self.store.get(res.path, {}).values())))
+        after = params.get("starting_after")
+        if after:
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise invalid(f"No such {res.object}: '{after}'", param="starting_after", code="resource_missing",
+                              status=404)
+            items = items[ids.index(after) + 1:]
+        return {"object": "list", "data": items[:limit], "has_more": len(items) > limit, "url": f"/v1/{res.path}"}
+
+    def _onboarding_page(self, request: Request, account_id: str, token: str) -> Response:
+        """Stand in for Stripe's hosted onboarding: a link works once and returns to the platform."""
+        link = self._links.get(token)
+        now = int(time.time())
+        if link is None or link["account"] != account_id:
+            return Response("This link is not valid.", status=404, mimetype="text/plain")
+        if request.method == "GET":
+            if link["visited"] or link["expires_at"] < now:
+                return Response(status=302, headers={"Location": link["refresh_url"]})
+            link["visited"] = True
+            page = (f"<!doctype html><title>Stripe test onboarding</title><h1>Onboarding "
+                    f"{html.escape(account_id)}</h1><form method=post><button>Complete onboarding</button></form>")
+            return Response(page, mimetype="text/html")
+        if link["completed"]:
+            return Response(status=302, headers={"Location": link["refresh_url"]})
+        link["completed"] = True
+        event = self.complete_onboarding(account_id)
+        if self.webhook_url:
+            self.deliver(event)
+        return Response(status=302, headers={"Location": link["return_url"]})
+
+
+def _requirements(due: list[str]) -> dict:
+    return {
+        "currently_due": list(due), "eventually_due": list(due), "past_due": list(due),
+        "pending_verification": [], "errors": [], "current_deadline": None,
+        "disabled_reason": "requirements.past_due" if due else None,
+    }
+
+
+ACCOUNT_TYPES = ("custom", "express", "standard")
+CAPABILITIES = {"card_payments", "transfers", "alipay_payments", "wechat_pay_payments", "link_payments",
+                "bank_transfer_payments", "cartes_bancaires_payments", "legacy_payments"}
+# The countries Connect accounts can be created in (mainland China is not one of them).
+COUNTRIES = {"AE", "AT", "AU", "BE", "BG", "BR", "CA", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB",
+             "GI", "GR", "HK", "HR", "HU", "IE", "IT", "JP", "LI", "LT", "LU", "LV", "MT", "MX", "MY", "NL", "NO",
+             "NZ", "PL", "PT", "RO", "SE", "SG", "SI", "SK", "TH", "US"}
+CURRENCIES = {"US": "usd", "GB": "gbp", "HK": "hkd", "SG": "sgd", "JP": "jpy", "AU": "aud", "CA": "cad",
+              "CH": "chf", "MY": "myr", "TH": "thb", "NZ": "nzd"}
+ONBOARDING_DUE = ["business_profile.mcc", "business_profile.url", "business_type", "external_account",
+                  "representative.first_name", "representative.last_name", "tos_acceptance.date",
+                  "tos_acceptance.ip"]
+BUSINESS_PROFILE_FIELDS = ("mcc", "name", "product_description", "support_email", "support_phone", "support_url", "url")
+
+
+def _email(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise invalid(f"Invalid email address: {value}", param="email", code="email_invalid")
+    return value
+
+
+def _business_profile(params: dict, current: dict) -> dict:
+    given = params.get("business_profile", {})
+    if not isinstance(given, dict):
+        raise invalid("Invalid hash", param="business_profile")
+    for name in given:
+        if name not in BUSINESS_PROFILE_FIELDS:
+            raise invalid(f"Received unknown parameter: business_profile[{name}]",
+                          param=f"business_profile[{name}]", code="parameter_unknown")
+        current[name] = form_string(given, name) or None
+    return current
+
+
+def _capabilities(params: dict, current: dict) -> dict:
+    given = params.get("capabilities", {})
+    if not isinstance(given, dict):
+        raise invalid("Invalid hash", param="capabilities")
+    for name, options in given.items():
+        if name not in CAPABILITIES:
+            raise invalid(f"Invalid capabilities: {name} is not a capability", param=f"capabilities[{name}]")
+        requested = form_bool(options if isinstance(options, dict) else {}, "requested")
+        if requested is None:
+            raise missing(f"capabilities[{name}][requested]")
+        if requested:
+            current.setdefault(name, "inactive")
+        else:
+            current.pop(name, None)
+    return current
+
+
+def _update_account(server: StripeServer, account: dict, params: dict) -> None:
+    if "email" in params:
+        account["email"] = _email(form_string(params, "email") or None)
+    account["business_profile"] = _business_profile(params, account["business_profile"])
+    account["capabilities"] = _capabilities(params, account["capabilities"])
+    account["metadata"] = metadata(params, account["metadata"])
+
+
+@resource("accounts", "account", "acct", id_length=16, update=_update_account,
+          params={"type", "country", "email", "business_type", "business_profile", "capabilities", "metadata",
+                  "controller", "company", "individual", "settings", "tos_acceptance", "default_currency",
+                  "external_account"})
+def create_account(server: StripeServer, params: dict, account_id: str) -> dict:
+    """Create a connected account, not yet onboarded: nothing enabled until the merchant finishes."""
+    account_type = form_string(params, "type")
+    if account_type is None and "controller" not in params:
+        raise missing("type")
+    if account_type is not None and account_type not in ACCOUNT_TYPES:
+        raise invalid("Invalid type: must be one of custom, express, or standard", param="type")
+    country = (form_string(params, "country") or server.platform_country).upper()
+    if country not in COUNTRIES:
+        raise invalid(f"Connected accounts cannot be created in {country}.", param="country", code="country_unsupported")
+    capabilities = _capabilities(params, {})
+    if account_type in ("express", "custom") and not capabilities:
+        raise invalid(f"{account_type.capitalize()} accounts must request at least the `transfers` capability.",
+                      param="capabilities")
+    return {
+        "object": "account",
+        "business_profile": _business_profile(params, {name: None for name in BUSINESS_PROFILE_FIELDS}),
+        "business_type": form_string(params, "business_type"),
+        "capabilities": capabilities,
+        "charges_enabled": False,
+        "controller": {"type": "application", "is_controller": True, "requirement_collection": "stripe",
+                       "stripe_dashboard": {"type": account_type or "none"}},
+        "country": country,
+        "created": int(time.time()),
+        "default_currency": form_string(params, "default_currency") or CURRENCIES.get(country, "usd"),
+        "details_submitted": False,
+        "email": _email(form_string(params, "email")),
+        "external_accounts": {"object": "list", "data": [], "has_more": False, "total_count": 0,
+                              "url": f"/v1/accounts/{account_id}/external_accounts"},
+        "metadata": metadata(params),
+        "payouts_enabled": False,
+        "requirements": _requirements(ONBOARDING_DUE),
+        "tos_acceptance": {"date": None},
+        "type": account_type or "none",
+    }
+
+
+@resource("account_links", "account_link", None, params={"account", "refresh_url", "return_url", "type", "collect",
+                                                           "collection_options"})
+def create_account_link(server: StripeServer, params: dict, _id: None) -> dict:
+    """Create a single-use link to the (test) hosted onboarding page of an account."""
+    for name in ("account", "type", "refresh_url", "return_url"):
+        form_string(params, name)
+    for name in ("account", "type"):
+        if not params.get(name):
+            raise missing(name)
+    account_id = params["account"]
+    if account_id not in server.store.get("accounts", {}):
+        raise invalid(f"No such account: '{account_id}'", param="account", code="resource_missing")
+    if params["type"] not in ("account_onboarding", "account_update"):
+        raise invalid("Invalid type: must be one of account_onboarding or account_update", param="type")
+    for name in ("refresh_url", "return_url"):
+        if params["type"] == "account_onboarding" and not params.get(name):
+            raise missing(name)
+        if params.get(name) and not re.match(r"^https?://", params[name]):
+            raise invalid(f"Not a valid URL: {params[name]}", param=name, code="url_invalid")
+    created = int(time.time())
+    token = secrets.token_urlsafe(12)
+    server._links[token] = {"account": account_id, "refresh_url": params.get("refresh_url"),
+                            "return_url": params.get("return_url"), "expires_at": created + ACCOUNT_LINK_TTL_SECONDS,
+                            "visited": False, "completed": False}
+    return {"object": "account_link", "created": created, "expires_at": created + ACCOUNT_LINK_TTL_SECONDS,
+            "url": f"{server.url}/connect/onboarding/{account_id}/{token}"}
+
+
+# Events are made by Stripe itself (StripeServer.emit); the API only reads them.
+RESOURCES["events"] = Resource("events", "event", "evt", frozenset({"expand"}), None)

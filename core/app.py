@@ -70,13 +70,20 @@ def _register_domains(app: Flask, api: Api) -> None:
     """Mount every domain's API blueprint, pages and commands (the one place that knows them all)."""
     from members import api as members_api
     from members import views as members_pages
+    from merchants import api as merchants_api
+    from merchants import views as merchants_pages
+    from payments import api as payments_api
+    from payments import cli as payments_cli
+    from payments import webhooks as payments_webhooks
 
-    for blueprint in (core_api, members_api.blp):
+    for blueprint in (core_api, members_api.blp, merchants_api.blp, payments_api.blp, payments_webhooks.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)
     app.register_blueprint(core_pages)
     app.register_blueprint(members_pages.bp)
+    app.register_blueprint(merchants_pages.bp)
+    payments_cli.register(app)
     from core import demo
 
     app.cli.add_command(demo.demo_command)

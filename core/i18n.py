@@ -32,7 +32,7 @@ def N_(text: str) -> str:
 
 # Words the templates translate by value: roles, statuses and import error words.
 RUNTIME_TERMS = (
-    N_("member"), N_("merchant_owner"), N_("merchant_manager"), N_("merchant_cashier"), N_("union_admin"),
+    N_("member"), N_("applicant"), N_("merchant_owner"), N_("merchant_manager"), N_("merchant_cashier"), N_("union_admin"),
     N_("merchant_reviewer"), N_("finance_maker"), N_("finance_approver"), N_("auditor"),
     N_("active"), N_("transferred"), N_("left"),
     N_("invalid_id_number"), N_("invalid_phone"), N_("unknown_union"), N_("invalid_name"),

@@ -46,7 +46,7 @@ def _replay(row: IdempotencyKey) -> Response:
     return resp
 
 
-def run_once(user_id: int, view, *args, **kwargs):
+def run_once(user_id: int, view, /, *args, **kwargs):
     """Run a POST view at most once per (user, Idempotency-Key); replay its answer afterwards."""
     key = request.headers.get("Idempotency-Key")
     if key is None or request.method != "POST":

@@ -9,13 +9,15 @@ from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import BigIntPK, BigIntType, Base, enum_type, utcnow
+from core.db import BigIntPK, Base, enum_type, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Role(str, enum.Enum):
     MEMBER = "member"
+    # A business that signed up to apply; becomes its merchant's owner when approved.
+    APPLICANT = "applicant"
     MERCHANT_OWNER = "merchant_owner"
     MERCHANT_MANAGER = "merchant_manager"
     MERCHANT_CASHIER = "merchant_cashier"
@@ -52,7 +54,10 @@ class User(Base):
     member_id: Mapped[int | None] = mapped_column(
         ForeignKey("members.id", ondelete="RESTRICT"), unique=True
     )
-    merchant_id: Mapped[int | None] = mapped_column(BigIntType, index=True)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id", ondelete="RESTRICT"), index=True)
+    # A merchant applicant's contact phone (members' phones live in the member registry).
+    phone_enc: Mapped[str | None] = mapped_column(Text)
+    phone_masked: Mapped[str | None] = mapped_column(String(11))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None]

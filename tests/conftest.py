@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from core import create_app, migrate
 from core.config import normalize_database_url
 from core.db import db, make_engine
+from tests.stripe_fixtures import stripe_app_config, stripe_server, stripe_server_session  # noqa: F401
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ENV_DATABASE_URL = os.environ.get("DATABASE_URL", "")

@@ -17,6 +17,11 @@ _counter = itertools.count(1)
 _rng = random.Random(11643)
 
 
+def next_id() -> int:
+    """Return a number unique in this run (for usernames and the like)."""
+    return next(_counter)
+
+
 def id_number(region: str = "640104", born: dt.date = dt.date(1985, 6, 15), seq: int | None = None) -> str:
     """Return a valid 18-character ID number (unique per call unless seq is given)."""
     seq = next(_counter) % 1000 if seq is None else seq
@@ -79,3 +84,44 @@ def bearer(session, u: User) -> dict[str, str]:
     plain, _token = issue_token(session, u, 3600)
     session.commit()
     return {"Authorization": f"Bearer {plain}"}
+
+
+# --- merchants ---------------------------------------------------------------------------------
+
+VALID_USCCS = ["91350100M000100Y43", "91110000600037341L", "91440300708461136T"]
+
+
+def uscc(seed: int | None = None) -> str:
+    """Return a valid unified social credit code, unique per call."""
+    from merchants.validators import uscc_check_char
+
+    n = next(_counter) if seed is None else seed
+    body = f"9164010{n:09d}A"
+    return body + uscc_check_char(body)
+
+
+def merchant(session, cipher, name: str = "银川好味餐厅", category: str = "dining", region: str = "640104",
+             stores: int = 1):
+    """Create an active merchant with stores and its ledger payable, as approval would."""
+    from merchants.models import Merchant, MerchantCategory, MerchantStatus, SettlementMethod
+    from merchants.service import _new_store
+    from payments import ledger
+
+    from core.ids import new_public_id
+
+    public = new_public_id("mch")
+    m = Merchant(public_id=public, name=name, uscc=uscc(), legal_representative="王老板",
+                 contact_phone_enc=cipher.encrypt("13900001111", "merchant.contact_phone"),
+                 contact_phone_masked="139****1111", category=MerchantCategory(category), region=region,
+                 address="银川市兴庆区解放街1号", status=MerchantStatus.ACTIVE, settlement_method=SettlementMethod.BANK,
+                 bank_name="宁夏银行", bank_account_name=name,
+                 bank_account_enc=cipher.encrypt("6222020200112233", "merchant.bank_account"),
+                 bank_account_masked="************2233", payable_account=f"merchant:{public}:payable")
+    session.add(m)
+    session.flush()
+    ledger.open_account(session, m.payable_account, normal_side="credit", allow_negative=True, mode="append_only",
+                        owner_kind="merchant", owner_id=public)
+    for i in range(stores):
+        session.add(_new_store(m, {"name": f"{name}{i + 1}号店", "address": f"解放街{i + 1}号"}))
+    session.commit()
+    return m

@@ -173,6 +173,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_balances")),
         sa.UniqueConstraint("account_id", "slice", name=op.f("uq_ledger_balances_account_id_slice")),
+        postgresql_with={"fillfactor": 50},
     )
 
     op.create_table(

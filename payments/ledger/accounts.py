@@ -6,8 +6,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import BigInteger, String, any_, delete, func, literal, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -36,14 +35,6 @@ def dialect_insert(session: Session, entity):
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(entity)
-
-
-def any_of(session: Session, column, values, item_type):
-    """Return `column IN (values)`; on PostgreSQL as `= ANY(array)`, one statement text for any count."""
-    values = list(values)
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(item_type)))
-    return column.in_(values)
 
 
 def check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Every function runs inside the caller's database transaction: it flushes, never commits, and
 makes every check that can refuse a request before it writes anything, so a refusal leaves the
-session as it found it. Locks are taken in one global order, (account id, slice), so two
-postings can wait for each other but never deadlock; see README.md.
+session as it found it. Balance rows are locked in one global order (single-row accounts by id,
+then sliced accounts by id and slice) and a slice taken with SKIP LOCKED is never waited for,
+so two postings can wait for each other but never deadlock; see README.md.
 """
 
 from __future__ import annotations
@@ -228,6 +229,9 @@ class _Sql:
         return cls._built[dialect]
 
     def __init__(self, postgres: bool):
+        self.postgres = postgres
+        self._single_then: dict[int, Any] = {}
+
         def among(column, name, item_type):
             # = ANY(array) keeps one statement text (prepared once) for any number of values.
             if postgres:
@@ -263,8 +267,18 @@ class _Sql:
             )
 
 
+    def single_then(self, pick):
+        """Return one statement locking the single rows, then running `pick` (PostgreSQL)."""
+        if id(pick) not in self._single_then:
+            # UNION ALL reads its branches in order, so the rows are locked in this order too.
+            first = self.single.cte("locked_single").prefix_with("MATERIALIZED")
+            then = pick.cte("picked").prefix_with("MATERIALIZED")
+            self._single_then[id(pick)] = select(first).union_all(select(then))
+        return self._single_then[id(pick)]
+
+
 class _Locks:
-    """Take the balance-row locks a batch needs, account by account in id order."""
+    """Take the balance-row locks a batch needs: single rows by account id, then sliced accounts."""
 
     def __init__(self, session: Session, accounts: dict[int, Any]):
         self.conn = session.connection()
@@ -296,21 +310,39 @@ class _Locks:
             rows = self._take(sql.all_slices, this)
         elif fixed:
             rows = self._take(sql.some_slices, {**this, "slices": sorted(fixed)})
-        elif decrease and not account.allow_negative:
-            # The fullest slice that can cover the whole amount and that no other posting holds
-            # (drawing on the fullest first keeps the slices even); only when none can does the
-            # posting wait for all of them.
-            rows = self._take(sql.fullest[account.normal_side], {**this, "need": decrease})
-            if not rows:
-                rows = self._take(sql.all_slices, this)
         else:
-            # Money coming in goes to the emptiest free slices, which keeps them even; a large
-            # amount (a program's funding) is spread over as many free slices as it can fill.
-            wanted = min(account.slices, max(1, (increase + decrease) // SLICE_SHARE))
-            rows = self._take(sql.emptiest[account.normal_side], {**this, "count": wanted})
-            if not rows:
-                rows = self._take(sql.one_slice, {**this, "slice": random.randrange(account.slices)})
+            stmt, params = self._pick(account, decrease, increase)
+            rows = self._fallback(account, decrease, self._take(stmt, params))
         self.preferred[account.id] = rows
+
+    def single_then_pick(self, account_ids: list[int], sliced_id: int, fixed, decrease: int, increase: int) -> None:
+        account = self.accounts[sliced_id]
+        stmt, params = self._pick(account, decrease, increase)
+        both = self.sql.single_then(stmt)
+        taken = self._take(both, {**params, "ids": account_ids})
+        picked = [row for row in taken if row.account_id == sliced_id]
+        self.preferred[sliced_id] = self._fallback(account, decrease, picked)
+
+    def _pick(self, account, decrease: int, increase: int):
+        """Return the statement that takes free slices without waiting, and its parameters."""
+        this = {"account_id": account.id}
+        if decrease and not account.allow_negative:
+            # The fullest slice that can cover the whole amount and that no other posting holds
+            # (drawing on the fullest first keeps the slices even).
+            return self.sql.fullest[account.normal_side], {**this, "need": decrease}
+        # Money coming in goes to the emptiest free slices, which keeps them even; a large
+        # amount (a program's funding) is spread over as many free slices as it can fill.
+        wanted = min(account.slices, max(1, (increase + decrease) // SLICE_SHARE))
+        return self.sql.emptiest[account.normal_side], {**this, "count": wanted}
+
+    def _fallback(self, account, decrease: int, picked: list[_Row]) -> list[_Row]:
+        """When no free slice would do, wait: for all slices (a debit), or for any one (a credit)."""
+        if picked:
+            return picked
+        this = {"account_id": account.id}
+        if decrease and not account.allow_negative:
+            return self._take(self.sql.all_slices, this)
+        return self._take(self.sql.one_slice, {**this, "slice": random.randrange(account.slices)})
 
 
 def _load_accounts(session: Session, codes: set[str]) -> dict[str, Any]:
@@ -523,19 +555,16 @@ def _lock_rows(locks: _Locks, live: list[_Op], by_code: dict[str, Any]) -> None:
                     decrease[account.id] += abs(part.amount)
                 else:
                     increase[account.id] += abs(part.amount)
-    sliced = set(fixed) | set(decrease) | set(increase)
-    run: list[int] = []
-    for account_id in sorted(single | sliced):
-        if account_id in single:
-            run.append(account_id)
-            continue
-        if run:
-            locks.single(run)
-            run = []
-        locks.sliced(locks.accounts[account_id], fixed.get(account_id, set()),
-                     decrease.get(account_id, 0), increase.get(account_id, 0))
-    if run:
-        locks.single(run)
+    sliced = sorted(set(fixed) | set(decrease) | set(increase))
+    plans = [(account_id, fixed.get(account_id, set()), decrease.get(account_id, 0),
+              increase.get(account_id, 0)) for account_id in sliced]
+    if single and plans and locks.sql.postgres and not plans[0][1]:
+        # One round trip locks the single rows and picks the first sliced account's slices.
+        locks.single_then_pick(sorted(single), *plans.pop(0))
+    elif single:
+        locks.single(sorted(single))
+    for account_id, fixed_slices, down, up in plans:
+        locks.sliced(locks.accounts[account_id], fixed_slices, down, up)
 
 
 def _write(session: Session, ops: list[_Op], locks: _Locks, deltas: dict[int, list[int]]) -> None:

@@ -120,7 +120,7 @@ class EmptySchema(s.StrictSchema):
 
 _action("submit", (Role.APPLICANT,), EmptySchema, "Send the application to the reviewers (draft or changed).",
         lambda actor, app_id, body: service.submit_application(db.session, actor, app_id))
-_action("review", (REVIEWER,), EmptySchema, "Take a submitted application into review.",
+_action("review", (REVIEWER,), s.DecisionSchema, "Take a submitted application into review.",
         lambda actor, app_id, body: service.start_review(db.session, actor, app_id))
 _action("reject", (REVIEWER,), s.DecisionSchema, "Turn the application down; `comment` says why.",
         lambda actor, app_id, body: service.reject_application(db.session, actor, app_id, body.get("comment") or ""))

@@ -314,7 +314,7 @@ def _transition(session: Session, actor: Actor, app: MerchantApplication, action
     if action in ("approve", "reject"):
         app.decided_at = utcnow()
     if comment:
-        session.add(ApplicationComment(application_id=app.id, author_id=actor.user_id, action=action, body=comment))
+        app.comments.append(ApplicationComment(author_id=actor.user_id, action=action, body=comment))
     audit.record(session, actor, f"merchant_application.{TRANSITION_EVENTS[action]}", "merchant_application",
                  app.public_id, before=before,
                  after=application_snapshot(app) | ({"comment": comment} if comment else {}))
@@ -356,8 +356,8 @@ def comment_on_application(session: Session, actor: Actor, public_id: str, body:
     app = get_application(session, actor, public_id)
     if not body.strip():
         raise ValidationFailed({"comment": ["Write something."]})
-    note = ApplicationComment(application_id=app.id, author_id=actor.user_id, action="comment", body=body.strip())
-    session.add(note)
+    note = ApplicationComment(author_id=actor.user_id, action="comment", body=body.strip())
+    app.comments.append(note)
     session.flush()
     audit.record(session, actor, "merchant_application.commented", "merchant_application", app.public_id,
                  after={"comment": note.body})

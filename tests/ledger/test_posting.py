@@ -226,3 +226,21 @@ def test_trial_balance_groups_by_code_and_balances(session, books):
     groups = {(r.group, r.currency) for r in tb.rows}
     assert ("card", "CNY") in groups and ("merchant", "CNY") in groups and ("union", "CNY") in groups
     assert sum(r.balance for r in tb.rows if r.currency == "CNY") == 0
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ledger_entries SET amount = amount + 1 WHERE transaction_id = :t",
+    "DELETE FROM ledger_entries WHERE transaction_id = :t",
+    "DELETE FROM ledger_transactions WHERE id = :t",
+    "UPDATE ledger_transactions SET reference = 'x' WHERE id = :t",
+])
+def test_the_database_itself_refuses_to_change_what_was_posted(session, books, statement):
+    from sqlalchemy import exc, text
+
+    card = books.purse("card:1:general", 1_000)
+    txn = ledger.post(session, kind="payment", idempotency_key=key(),
+                      entries=[debit(card, 10), credit(books.open("merchant:1:payable"), 10)])
+    with pytest.raises(exc.DBAPIError):
+        with session.begin_nested():
+            session.execute(text(statement), {"t": txn.id})
+    assert books.posted(card) == 990

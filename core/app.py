@@ -23,6 +23,7 @@ from core.errors import register_error_handlers
 from core.i18n import babel, remember_locale, select_locale
 from core.jobs import jobs
 from core.logs import install_pii_filter
+from core.money import format_amount
 from core.redis import make_store
 from core.views import bp as core_pages
 
@@ -47,7 +48,8 @@ def create_app(config: dict | None = None) -> Flask:
     jobs.init_app(app)
     babel.init_app(app, locale_selector=select_locale,
                    default_translation_directories=str(ROOT / "core" / "translations"))
-    app.jinja_env.globals.update(get_locale=get_locale, today=dt.date.today, args_with=web.args_with)
+    app.jinja_env.globals.update(get_locale=get_locale, today=dt.date.today, args_with=web.args_with,
+                                 money=format_amount)
     web.login_manager.init_app(app)
     csrf.init_app(app)
 

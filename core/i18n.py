@@ -37,4 +37,10 @@ RUNTIME_TERMS = (
     N_("active"), N_("transferred"), N_("left"),
     N_("invalid_id_number"), N_("invalid_phone"), N_("unknown_union"), N_("invalid_name"),
     N_("invalid_join_date"), N_("malformed_row"), N_("duplicate_id_number"),
+    N_("draft"), N_("submitted"), N_("under_review"), N_("approved"), N_("rejected"), N_("changes_requested"),
+    N_("resubmitted"), N_("suspended"), N_("terminated"), N_("open"), N_("closed"),
+    N_("dining"), N_("supermarket"), N_("pharmacy"), N_("medical"), N_("culture_sport"), N_("legal"),
+    N_("education"), N_("travel"), N_("other"),
+    N_("submit"), N_("resubmit"), N_("start_review"), N_("approve"), N_("reject"), N_("request_changes"),
+    N_("comment"),
 )

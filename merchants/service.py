@@ -144,7 +144,9 @@ def _apply_fields(app: MerchantApplication, cipher: FieldCipher, data: Applicati
         app.settlement_method = method
         if method == SettlementMethod.BANK:
             number = "".join(str(data.settlement.get("account_number") or "").split())
-            if not number.isdigit() or not 8 <= len(number) <= 32:
+            if not number:
+                pass  # left blank (the form shows only the masked number): keep what is on file, if anything
+            elif not number.isdigit() or not 8 <= len(number) <= 32:
                 errors["settlement"] = ["A bank account number has 8-32 digits."]
             else:
                 app.bank_account_enc = cipher.encrypt(number, BANK_CONTEXT)
@@ -563,6 +565,14 @@ def onboarding_link(session: Session, actor: Actor, public_id: str, connect, *, 
     if merchant.settlement_method != SettlementMethod.STRIPE or not merchant.stripe_account_id:
         raise RuleViolation("This merchant is settled by bank transfer.", code="not_a_stripe_merchant")
     return connect.onboarding_link(merchant.stripe_account_id, refresh_url=refresh_url, return_url=return_url)
+
+
+def merchant_figures(session: Session, merchant: Merchant) -> dict:
+    """Return the dashboard figures: sales and discounts today and this month, subsidies receivable."""
+    # Payments, discounts and settlements post to the ledger; until a merchant has taken any, all is zero.
+    balance = ledger.balance(session, merchant.payable_account)
+    return {"payable": balance.posted, "today_sales": 0, "month_sales": 0, "today_discounts": 0,
+            "month_discounts": 0, "subsidies_receivable": 0, "settlements": []}
 
 
 # --- stores ----------------------------------------------------------------------------------

@@ -3,12 +3,17 @@ queue, and the merchant's own dashboard."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user
 
+from core import qr
 from core.db import db
-from core.errors import DomainError
+from core.errors import DomainError, NotFound, ValidationFailed
+from core.models import Role
+from core.web import current_actor, field_cipher, page_roles
 from merchants import service
-from merchants.models import MerchantCategory
+from merchants.models import ApplicationStatus, MerchantCategory
 
 bp = Blueprint("merchants_pages", __name__, template_folder="templates")
 CITIES = [("640100", "银川市"), ("640200", "石嘴山市"), ("640300", "吴忠市"), ("640400", "固原市"), ("640500", "中卫市")]
@@ -45,3 +50,204 @@ def pay_page(store_id):
             raise
         store, problem = service.get_store_any(db.session, store_id), exc.message
     return render_template("merchants/pay.html", store=store, problem=problem), (409 if problem else 200)
+
+
+# --- the applicant portal --------------------------------------------------------------------
+
+def _form_input(form) -> service.ApplicationInput:
+    """Read the application form into service input (empty fields are left unset)."""
+    def text(name):
+        value = form.get(name, "").strip()
+        return value or None
+
+    stores = []
+    for name, address, hours in zip(form.getlist("store_name"), form.getlist("store_address"),
+                                    form.getlist("store_hours")):
+        if name.strip():
+            stores.append({"name": name.strip()[:100], "address": address.strip()[:200] or None,
+                           "opening_hours": hours.strip()[:100] or None})
+    offers = [{"title": t.strip()[:100]} for t in form.getlist("offer_title") if t.strip()][:service.MAX_OFFERS]
+    settlement = None
+    method = form.get("settlement_method")
+    if method == "stripe":
+        settlement = {"method": "stripe"}
+    elif method == "bank":
+        settlement = {"method": "bank", "bank_name": form.get("bank_name", ""),
+                      "account_name": form.get("bank_account_name", ""),
+                      "account_number": form.get("bank_account_number", "")}
+        if not any(value.strip() for key, value in settlement.items() if key != "method"):
+            settlement = {"method": "bank"} if form.get("settlement_method") else None
+    category = form.get("category") or None
+    return service.ApplicationInput(
+        name=text("name"), uscc=text("uscc"), legal_representative=text("legal_representative"),
+        contact_phone=text("contact_phone"), category=MerchantCategory(category) if category else None,
+        region=text("region"), address=text("address"), stores=stores or None, proposed_offers=offers or None,
+        settlement=settlement)
+
+
+@bp.route("/apply/", methods=["GET", "POST"])
+def signup():
+    """Sign a business up for an applicant account, then go to the application form."""
+    if current_user.is_authenticated and current_user.role == Role.APPLICANT:
+        return redirect(url_for("merchants_pages.portal"))
+    errors = {}
+    if request.method == "POST":
+        try:
+            user = service.register_applicant(db.session, field_cipher(), username=request.form.get("username", ""),
+                                              password=request.form.get("password", ""),
+                                              phone=request.form.get("phone", ""),
+                                              display_name=request.form.get("display_name", ""))
+        except DomainError as exc:
+            db.session.rollback()
+            errors = exc.errors or {"username": [exc.message]}
+        else:
+            login_user(user)
+            return redirect(url_for("merchants_pages.portal"))
+    return render_template("merchants/signup.html", errors=errors, form=request.form), 422 if errors else 200
+
+
+@bp.route("/portal/")
+@page_roles(Role.APPLICANT, Role.MERCHANT_OWNER)
+def portal():
+    """The applicant's own applications."""
+    page = service.list_applications(db.session, current_actor(), limit=50, cursor=None)
+    return render_template("merchants/portal.html", applications=page.items)
+
+
+@bp.route("/portal/applications/new", methods=["GET", "POST"])
+@page_roles(Role.APPLICANT)
+def new_application():
+    """Start an application; a partial form is saved as a draft."""
+    errors = {}
+    if request.method == "POST":
+        try:
+            app = service.create_application(db.session, field_cipher(), current_actor(), _form_input(request.form))
+        except DomainError as exc:
+            db.session.rollback()
+            errors = exc.errors or {"name": [exc.message]}
+        else:
+            flash(_("Draft saved. Upload the licence and submit when complete."), "info")
+            return redirect(url_for("merchants_pages.application", application_id=app.public_id))
+    return render_template("merchants/application_form.html", app=None, errors=errors, form=request.form,
+                           categories=list(MerchantCategory), cities=CITIES), 422 if errors else 200
+
+
+@bp.route("/portal/applications/<application_id>", methods=["GET", "POST"])
+@page_roles(Role.APPLICANT, Role.MERCHANT_OWNER)
+def application(application_id):
+    """Show an application; while it is a draft (or sent back) edit it, upload the licence, submit."""
+    actor = current_actor()
+    app = service.get_application(db.session, actor, application_id)
+    if app.applicant_id != actor.user_id:
+        raise NotFound("No such application.")
+    errors = {}
+    if request.method == "POST":
+        action = request.form.get("action", "save")
+        try:
+            if action == "comment":
+                service.comment_on_application(db.session, actor, application_id, request.form.get("comment", ""))
+            elif action == "upload":
+                upload = request.files.get("file")
+                if upload is None or not upload.filename:
+                    raise ValidationFailed({"file": [_("Choose the licence file.")]})
+                service.add_document(db.session, actor, application_id, upload.stream, upload.filename,
+                                     current_app.config["UPLOAD_FOLDER"])
+                flash(_("Licence uploaded."), "info")
+            else:
+                service.update_application(db.session, field_cipher(), actor, application_id,
+                                           _form_input(request.form))
+                if action == "submit":
+                    service.submit_application(db.session, actor, application_id)
+                    flash(_("Submitted. The union will review your application."), "info")
+                else:
+                    flash(_("Draft saved."), "info")
+            return redirect(url_for("merchants_pages.application", application_id=application_id))
+        except DomainError as exc:
+            db.session.rollback()
+            errors = exc.errors or {"_": [exc.message]}
+            flash(exc.message, "error")
+            app = service.get_application(db.session, actor, application_id)
+    return render_template("merchants/application_form.html", app=app, errors=errors, form=request.form,
+                           categories=list(MerchantCategory), cities=CITIES), 422 if errors else 200
+
+
+@bp.route("/applications/<application_id>/documents/<document_id>")
+@page_roles(Role.APPLICANT, Role.MERCHANT_OWNER, Role.MERCHANT_REVIEWER)
+def document(application_id, document_id):
+    """Download a licence (its applicant and reviewers only)."""
+    doc, path = service.document_path(db.session, current_actor(), application_id, document_id,
+                                      current_app.config["UPLOAD_FOLDER"])
+    return send_file(path, mimetype=doc.content_type, as_attachment=True, download_name=doc.filename)
+
+
+# --- the reviewer's queue --------------------------------------------------------------------
+
+@bp.route("/review/")
+@page_roles(Role.MERCHANT_REVIEWER)
+def review_queue():
+    """The reviewer's queue: waiting applications first, with filters."""
+    args = request.args
+    try:
+        status = ApplicationStatus(args["status"]) if args.get("status") else None
+        category = MerchantCategory(args["category"]) if args.get("category") else None
+        page = service.list_applications(db.session, current_actor(), status=status, category=category,
+                                         region=args.get("region") or None, q=args.get("q") or None,
+                                         limit=50, cursor=args.get("cursor") or None)
+    except (ValueError, DomainError):
+        page = service.Page([], None)
+    return render_template("merchants/review_queue.html", page=page, args=args, statuses=list(ApplicationStatus),
+                           categories=list(MerchantCategory), cities=CITIES)
+
+
+@bp.route("/review/<application_id>", methods=["GET", "POST"])
+@page_roles(Role.MERCHANT_REVIEWER)
+def review(application_id):
+    """Review one application: read it, open the licence, comment, decide."""
+    actor = current_actor()
+    app = service.get_application(db.session, actor, application_id)
+    if request.method == "POST":
+        action, comment = request.form.get("action"), request.form.get("comment", "")
+        try:
+            if action == "approve":
+                from merchants.api import connect
+
+                service.approve_application(db.session, actor, application_id, comment=comment, connect=connect())
+            elif action == "reject":
+                service.reject_application(db.session, actor, application_id, comment)
+            elif action == "request_changes":
+                service.request_changes(db.session, actor, application_id, comment)
+            elif action == "start_review":
+                service.start_review(db.session, actor, application_id)
+            else:
+                service.comment_on_application(db.session, actor, application_id, comment)
+            flash(_("Done."), "info")
+            return redirect(url_for("merchants_pages.review", application_id=application_id))
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message if not exc.errors else "; ".join(t for v in exc.errors.values() for t in v), "error")
+            app = service.get_application(db.session, actor, application_id)
+    return render_template("merchants/review.html", app=app)
+
+
+# --- the merchant's own pages ----------------------------------------------------------------
+
+@bp.route("/merchant/")
+@page_roles(Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER)
+def dashboard():
+    """The merchant's dashboard: today's and this month's figures, stores, staff and agreement."""
+    actor = current_actor()
+    merchant = db.session.get(service.Merchant, actor.merchant_id)
+    staff = service.list_staff(db.session, actor, merchant.public_id) if actor.role != Role.MERCHANT_CASHIER else []
+    return render_template("merchants/dashboard.html", merchant=merchant, staff=staff,
+                           figures=service.merchant_figures(db.session, merchant))
+
+
+@bp.route("/merchant/stores/<store_id>/poster")
+@page_roles(Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER)
+def poster(store_id):
+    """A printable poster with the store's QR code."""
+    store = service.get_store(db.session, current_actor(), store_id)
+    from merchants.api import store_pay_url
+
+    svg = qr.svg(store_pay_url(store.public_id)).decode() if store.accepts_cards() else None
+    return render_template("merchants/poster.html", store=store, qr_svg=svg)

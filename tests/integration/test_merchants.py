@@ -243,7 +243,7 @@ def test_suspension_stops_the_qr_code_and_the_pay_page_and_reinstatement_restore
     refused = client.get(f"/api/v1/stores/{store_id}/qr.png", headers=owner)
     assert refused.status_code == 409 and refused.get_json()["error"] == "store_not_accepting"
     page = client.get(f"/pay/{store_id}")
-    assert page.status_code == 409 and "暂不受理" in page.get_data(as_text=True)
+    assert page.status_code == 409 and "暂不受理会员卡" in page.get_data(as_text=True)
     assert shop.public_id not in [m["id"] for m in client.get("/api/v1/merchants").get_json()["data"]]
     assert client.get(f"/api/v1/merchants/{shop.public_id}").status_code == 404
     client.post(f"/api/v1/merchants/{shop.public_id}/reinstate", headers=reviewer, json={"reason": "核查完毕"})

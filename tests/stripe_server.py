@@ -235,7 +235,7 @@ def webhook_delivery(event: dict, secret: str = DEFAULT_WEBHOOK_SECRET, *,
 
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *_args) -> None:
-        """Keep test output free of an access log line per SDK call (the request log has them)."""
+        """Skip the access log line per SDK call: `StripeServer.requests` has them."""
 
 
 class StripeServer:
@@ -264,7 +264,7 @@ class StripeServer:
             self.store: dict[str, dict[str, dict]] = {}
             self.requests: list[ReceivedRequest] = []
             self.events: list[dict] = []
-            self._idempotency: dict[tuple[str, str], _Saved] = {}
+            self._idempotency: dict[tuple[str, str, str], _Saved] = {}
             self._faults: list[_Fault] = []
             self._links: dict[str, dict] = {}
             self.crashes: list[Exception] = []

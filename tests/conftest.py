@@ -3,6 +3,7 @@ each test inside a transaction rolled back at its end, and real Redis when REDIS
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -31,29 +32,38 @@ def is_postgres(url: str) -> bool:
     return url.startswith("postgresql")
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
-    """Create a brand-new database for this run, migrated to head; drop it afterwards."""
+@contextlib.contextmanager
+def scratch_database(tmp_path_factory, prefix: str = "uc_test"):
+    """Yield the URL of a brand-new database migrated to head; drop it afterwards."""
     if REQUIRE_SERVICES and not is_postgres(normalize_database_url(ENV_DATABASE_URL)):
         pytest.fail("REQUIRE_SERVICES=1 needs DATABASE_URL pointing at PostgreSQL")
     if ENV_DATABASE_URL and is_postgres(normalize_database_url(ENV_DATABASE_URL)):
         server = make_url(normalize_database_url(ENV_DATABASE_URL))
-        name = f"uc_test_{uuid.uuid4().hex[:12]}"
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         admin = create_engine(server, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         url = server.set(database=name).render_as_string(hide_password=False)
-        migrate.upgrade(url)
-        yield url
-        db.engine and db.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
     else:
-        path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        path = tmp_path_factory.mktemp(prefix) / "test.sqlite3"
         url = f"sqlite:///{path}"
         migrate.upgrade(url)
         yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    """A fresh database for this run (PostgreSQL when DATABASE_URL is set, else SQLite)."""
+    with scratch_database(tmp_path_factory) as url:
+        yield url
+        db.engine and db.engine.dispose()
 
 
 @pytest.fixture(scope="session")

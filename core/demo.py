@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import random
 
 import click
@@ -97,6 +98,52 @@ def load_demo(session, cipher, members_per_union: int = 40, seed: int = 2026) ->
     create_user(session, username="member", password=DEMO_PASSWORD, role=Role.MEMBER,
                 display_name=first_member.name, member_id=first_member.id)
     session.commit()
+    _demo_merchants(session, cipher)
+    session.commit()
+
+
+DEMO_MERCHANTS = [
+    # username, business, credit code body (17 chars), category, region, address, stores, approve?
+    ("shop-owner", "塞上江南餐厅", "91640100MA76DEMX0", "dining", "640104", "银川市兴庆区鼓楼南街3号",
+     [("鼓楼店", "鼓楼南街3号", "10:00-22:00"), ("怀远店", "怀远夜市东门", "17:00-02:00")], True),
+    ("pharmacy-owner", "固原康民大药房", "91640400MA76DEMX1", "pharmacy", "640402", "固原市原州区文化街12号",
+     [("文化街店", "文化街12号", "8:00-21:00")], True),
+    ("books-owner", "中卫书香文化", "91640500MA76DEMX2", "culture_sport", "640502", "中卫市沙坡头区鼓楼西街5号",
+     [("鼓楼西街店", "鼓楼西街5号", "9:00-21:00")], True),
+    ("applicant", "吴忠早茶铺", "91640300MA76DEMX3", "dining", "640302", "吴忠市利通区朝阳街8号",
+     [("朝阳街店", "朝阳街8号", "6:30-14:00")], False),
+]
+DEMO_LICENCE = b"%PDF-1.4\n% demo licence\n"
+
+
+def _demo_merchants(session, cipher) -> None:
+    """Sign up, apply and (mostly) approve a few partner merchants, with a cashier at the first."""
+    from merchants import service as merchants
+    from merchants.connect import DisabledConnect
+    from merchants.models import MerchantCategory
+    from merchants.validators import uscc_check_char
+
+    reviewer = Actor.of(session.scalar(select(User).where(User.username == "reviewer")))
+    for username, business, code, category, region, address, stores, approve in DEMO_MERCHANTS:
+        applicant = merchants.register_applicant(session, cipher, username=username, password=DEMO_PASSWORD,
+                                                 phone="13995110000", display_name=business)
+        actor = Actor.of(applicant)
+        app = merchants.create_application(session, cipher, actor, merchants.ApplicationInput(
+            name=business, uscc=code + uscc_check_char(code), legal_representative="负责人",
+            contact_phone="13995110000", category=MerchantCategory(category), region=region, address=address,
+            stores=[{"name": n, "address": a, "opening_hours": h} for n, a, h in stores],
+            proposed_offers=[{"title": "工会会员九折"}],
+            settlement={"method": "bank", "bank_name": "宁夏银行", "account_name": business,
+                        "account_number": f"622202020011{code[-1]}000"}))
+        merchants.add_document(session, actor, app.public_id, io.BytesIO(DEMO_LICENCE),
+                               "营业执照.pdf", current_app.config["UPLOAD_FOLDER"])
+        merchants.submit_application(session, actor, app.public_id)
+        if approve:
+            merchant = merchants.approve_application(session, reviewer, app.public_id, comment="资质齐全，同意入驻",
+                                                     connect=DisabledConnect())
+            if username == "shop-owner":
+                merchants.add_staff(session, Actor.of(applicant), merchant.public_id, username="shop-cashier",
+                                    password=DEMO_PASSWORD, role="cashier", display_name="收银员小王")
 
 
 @click.command("demo")
@@ -116,3 +163,6 @@ def demo_command(members_per_union: int) -> None:
     for username, role, _display, _region, note in DEMO_STAFF:
         click.echo(f"  {username:<18} {role.value:<18} {note}")
     click.echo(f"  {'member':<18} {'member':<18} a member of 兴庆区 with a record")
+    click.echo(f"  {'shop-owner':<18} {'merchant_owner':<18} 塞上江南餐厅 (two stores)")
+    click.echo(f"  {'shop-cashier':<18} {'merchant_cashier':<18} the till at 塞上江南餐厅")
+    click.echo(f"  {'applicant':<18} {'applicant':<18} 吴忠早茶铺, an application waiting in the review queue")

@@ -250,14 +250,14 @@ def add_document(session: Session, actor: Actor, public_id: str, stream: BinaryI
         raise ValidationFailed({"file": ["Upload the licence as a PDF, PNG or JPEG file."]},
                                code="unsupported_file_type")
     content_type, ext = kind
-    doc = ApplicationDocument(public_id=new_public_id("doc"), application_id=app.id, kind="licence",
+    doc = ApplicationDocument(public_id=new_public_id("doc"), kind="licence",
                               filename=Path(filename or f"licence.{ext}").name[:255], content_type=content_type,
                               size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                               stored_name=f"{new_public_id('file')}.{ext}")
     folder = Path(upload_dir) / "licences"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / doc.stored_name).write_bytes(data)
-    session.add(doc)
+    app.documents.append(doc)
     session.flush()
     audit.record(session, actor, "merchant_application.document_added", "merchant_application", app.public_id,
                  after={"document_id": doc.public_id, "content_type": content_type, "size": doc.size})

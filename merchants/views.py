@@ -13,7 +13,7 @@ from core.errors import DomainError, NotFound, ValidationFailed
 from core.models import Role
 from core.web import current_actor, field_cipher, page_roles
 from merchants import service
-from merchants.models import ApplicationStatus, MerchantCategory
+from merchants.models import ApplicationStatus, MerchantCategory, MerchantStatus
 
 bp = Blueprint("merchants_pages", __name__, template_folder="templates")
 CITIES = [("640100", "银川市"), ("640200", "石嘴山市"), ("640300", "吴忠市"), ("640400", "固原市"), ("640500", "中卫市")]
@@ -50,6 +50,11 @@ def pay_page(store_id):
             raise
         store, problem = service.get_store_any(db.session, store_id), exc.message
     return render_template("merchants/pay.html", store=store, problem=problem), (409 if problem else 200)
+
+
+def _explain(exc: DomainError) -> str:
+    """Say what was wrong: the field messages when there are any, else the error's message."""
+    return "; ".join(t for texts in exc.errors.values() for t in texts) if exc.errors else exc.message
 
 
 # --- the applicant portal --------------------------------------------------------------------
@@ -224,7 +229,7 @@ def review(application_id):
             return redirect(url_for("merchants_pages.review", application_id=application_id))
         except DomainError as exc:
             db.session.rollback()
-            flash(exc.message if not exc.errors else "; ".join(t for v in exc.errors.values() for t in v), "error")
+            flash(_explain(exc), "error")
             app = service.get_application(db.session, actor, application_id)
     return render_template("merchants/review.html", app=app)
 
@@ -251,3 +256,28 @@ def poster(store_id):
 
     svg = qr.svg(store_pay_url(store.public_id)).decode() if store.accepts_cards() else None
     return render_template("merchants/poster.html", store=store, qr_svg=svg)
+
+
+@bp.route("/review/merchants/", methods=["GET", "POST"])
+@page_roles(Role.MERCHANT_REVIEWER, Role.UNION_ADMIN)
+def merchant_admin():
+    """Union staff's list of partner merchants: suspend, terminate, reinstate; agreements due for renewal."""
+    actor = current_actor()
+    if request.method == "POST":
+        try:
+            service.change_merchant_status(db.session, actor, request.form.get("merchant_id", ""),
+                                           request.form.get("action", ""), request.form.get("reason", ""))
+            flash(_("Done."), "info")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(_explain(exc), "error")
+        except KeyError:
+            flash(_("Choose an action."), "error")
+        return redirect(url_for("merchants_pages.merchant_admin", status=request.args.get("status", "")))
+    status = request.args.get("status") or None
+    query = service.select(service.Merchant)
+    if status in {s.value for s in MerchantStatus}:
+        query = query.where(service.Merchant.status == MerchantStatus(status))
+    page = service.paginate(db.session, query, service.Merchant.id, limit=100, cursor=request.args.get("cursor"))
+    return render_template("merchants/merchant_admin.html", page=page, status=status,
+                           statuses=list(MerchantStatus), renewals=service.agreements_due(db.session, actor))

@@ -97,3 +97,25 @@ def test_directory_page_filters(client, session, cipher):
     page = client.get("/merchants/?region=640100").get_data(as_text=True)
     assert "银川饭庄" in page and "固原药房" not in page
     assert session.scalar(select(User).limit(1)) is not None or True
+
+
+def test_union_staff_suspend_and_reinstate_from_the_console(client, session, cipher):
+    shop = f.merchant(session, cipher, "控制台测试店")
+    f.user(session, Role.MERCHANT_REVIEWER, username="console-reviewer")
+    login = client.get("/login")
+    client.post("/login", data={"username": "console-reviewer", "password": f.PASSWORD, "csrf_token": csrf(login)})
+    page = client.get("/review/merchants/")
+    assert "控制台测试店" in page.get_data(as_text=True)
+    token = csrf(page)
+    client.post("/review/merchants/", data={"merchant_id": shop.public_id, "action": "suspend", "reason": "投诉",
+                                            "csrf_token": token})
+    session.expire_all()
+    assert session.get(Merchant, shop.id).status.value == "suspended"
+    assert client.get(f"/pay/{shop.stores[0].public_id}").status_code == 409
+    empty_reason = client.post("/review/merchants/", data={"merchant_id": shop.public_id, "action": "reinstate",
+                                                           "reason": "", "csrf_token": token}, follow_redirects=True)
+    assert "Say why" in empty_reason.get_data(as_text=True)
+    client.post("/review/merchants/", data={"merchant_id": shop.public_id, "action": "reinstate", "reason": "已整改",
+                                            "csrf_token": token})
+    session.expire_all()
+    assert session.get(Merchant, shop.id).status.value == "active"

@@ -24,6 +24,7 @@ from core.i18n import babel, remember_locale, select_locale
 from core.jobs import jobs
 from core.logs import install_pii_filter
 from core.money import format_amount
+from core.i18n import local_time
 from core.redis import make_store
 from core.views import bp as core_pages
 
@@ -50,6 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
                    default_translation_directories=str(ROOT / "core" / "translations"))
     app.jinja_env.globals.update(get_locale=get_locale, today=dt.date.today, args_with=web.args_with,
                                  money=format_amount)
+    app.jinja_env.filters["local"] = local_time
     web.login_manager.init_app(app)
     csrf.init_app(app)
 

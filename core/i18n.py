@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 from flask import current_app, request
 from flask_babel import Babel
 
@@ -23,6 +26,14 @@ def remember_locale(response):
     if lang in current_app.config["LANGUAGES"] and request.cookies.get("lang") != lang:
         response.set_cookie("lang", lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response
+
+
+BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Show a stored UTC time in the union's own time zone (Asia/Shanghai)."""
+    return value.astimezone(BUSINESS_TZ).strftime(fmt) if value else ""
 
 
 def N_(text: str) -> str:

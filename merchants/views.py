@@ -19,6 +19,17 @@ bp = Blueprint("merchants_pages", __name__, template_folder="templates")
 CITIES = [("640100", "银川市"), ("640200", "石嘴山市"), ("640300", "吴忠市"), ("640400", "固原市"), ("640500", "中卫市")]
 
 
+@bp.app_context_processor
+def _city_names():
+    def city_name(region: str | None) -> str:
+        """Name the city a region code lies in, or show the code."""
+        if not region:
+            return "—"
+        return next((name for code, name in CITIES if region.startswith(code[:4])), region)
+
+    return {"city_name": city_name}
+
+
 @bp.route("/merchants/")
 def directory():
     """List active partner merchants with filters."""

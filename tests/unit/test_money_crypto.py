@@ -60,3 +60,13 @@ def test_masking():
     assert mask_phone("13912345678") == "139****5678"
     assert mask_pii("id 11010519491231002X phone 13912345678 order 1234") == \
         "id 1101**********002X phone 139****5678 order 1234"
+
+
+def test_times_are_shown_in_the_unions_time_zone():
+    import datetime as dt
+
+    from core.i18n import local_time
+
+    utc = dt.datetime(2026, 11, 25, 17, 30, tzinfo=dt.timezone.utc)
+    assert local_time(utc) == "2026-11-26 01:30"  # after midnight in Ningxia is the next business day
+    assert local_time(None) == ""

@@ -910,6 +910,10 @@ def post_pending(
     if held.status is TransactionStatus.VOIDED:
         raise Conflict(f"Hold {public_id} was voided.", code="hold_voided")
     if held.status is TransactionStatus.POSTED:
+        # The same request may have won the lock just before us: answer it as a replay.
+        replay = _stored(session, key, request_hash)
+        if replay is not None:
+            return replay
         raise Conflict(f"Hold {public_id} was already posted.", code="hold_posted")
     if held.expires_at <= utcnow():
         raise RuleViolation(f"Hold {public_id} has expired.", code="hold_expired")
@@ -1026,6 +1030,10 @@ def reverse(
         remaining[code] += reversed_
     remaining = {code: value for code, value in remaining.items() if value}
     if not remaining:
+        # The same request may have won the lock just before us: answer it as a replay.
+        replay = _stored(session, key, request_hash)
+        if replay is not None:
+            return replay
         raise Conflict(f"{public_id} is already fully reversed.", code="already_reversed")
     # What remains to reverse is the opposite of the remaining net movement.
     wanted = _requested_amounts(remaining, amount, _flip(entries), "reversal")

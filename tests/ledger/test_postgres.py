@@ -217,6 +217,37 @@ def test_concurrent_reversals_reverse_once(pg):
     verified(pg)
 
 
+def test_identical_concurrent_captures_and_reversals_answer_the_same(pg):
+    chart = Chart(pg)
+    card = chart.open("card:general")
+    shop = chart.open("merchant:payable")
+    chart.fund(card, 5_000)
+    with Session(pg) as s:
+        held = ledger.hold(s, kind="payment", idempotency_key=uuid.uuid4().hex,
+                           entries=[debit(card, 2_000), credit(shop, 2_000)]).public_id
+        s.commit()
+
+    def capture(i):
+        with Session(pg) as s:
+            txn = ledger.post_pending(s, held, amount=1_500)
+            s.commit()
+            return txn.public_id
+
+    captures = all_at_once(8, capture)
+    assert len(set(captures)) == 1 and captures[0].startswith("txn_"), captures
+
+    def reverse(i):
+        with Session(pg) as s:
+            txn = ledger.reverse(s, captures[0])
+            s.commit()
+            return txn.public_id
+
+    reversals = all_at_once(8, reverse)
+    assert len(set(reversals)) == 1 and reversals[0].startswith("txn_"), reversals
+    assert chart.balance(card).posted == 5_000 and chart.balance(card).available == 5_000
+    verified(pg)
+
+
 def test_capture_and_void_race_for_a_hold(pg):
     chart = Chart(pg)
     card = chart.open("card:general")

@@ -179,11 +179,9 @@ def pgbench(url) -> float:
 
 
 def load_big_account(engine, entries: int) -> tuple[str, dt.datetime, dt.datetime]:
-    """Bulk-load `entries` posted entries on one account, spread over a year, as a fixture.
-
-    The loader writes the rows itself (far faster than posting a million transactions) with the
-    per-row triggers switched off for this session only; verify() afterwards checks every total.
-    """
+    """Bulk-load `entries` posted entries on one account, spread over a year, as a fixture."""
+    # The loader writes the rows itself (far faster than posting a million transactions) with
+    # the per-row triggers switched off for this session only; verify() afterwards checks it all.
     from payments import ledger
 
     code = "card:big:general"

@@ -495,12 +495,10 @@ def _replay_result(txn: Transaction, request_hash: str) -> Transaction | DomainE
 
 
 def _execute(session: Session, ops: list[_Op]) -> None:
-    """Run a batch of ops: look up replays, lock, check, then write everything at once.
-
-    A lone op skips the look-up (a round trip): a replay shows up as a key the insert finds
-    taken, or, if the op is refused, by looking its key up before answering the refusal.
-    """
+    """Run a batch of ops: look up replays, lock, check, then write everything at once."""
     session.flush()  # the engine talks to the connection directly, past the ORM's autoflush
+    # A lone op skips the look-up (a round trip): a replay shows up as a key the insert finds
+    # taken, or, if the op is refused, by looking its key up before answering the refusal.
     lone = len(ops) == 1
     if not lone:
         _lookup(session, ops)
@@ -993,11 +991,9 @@ def reverse(
     reference: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Transaction:
-    """Post the opposite of a transaction (or part of it, e.g. a refund), linked to it.
-
-    Without an amount or entries it reverses whatever is left, after which the transaction is
-    fully reversed; partial reversals together never exceed the original.
-    """
+    """Post the opposite of a transaction, or of part of it (a refund), linked to it."""
+    # Without an amount or entries it reverses whatever is left, after which the transaction is
+    # fully reversed; partial reversals together never exceed the original.
     public_id = txn if isinstance(txn, str) else txn.public_id
     partial = amount is not None or entries is not None
     if partial and idempotency_key is None:

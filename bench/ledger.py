@@ -202,7 +202,7 @@ def load_big_account(engine, entries: int) -> tuple[str, dt.datetime, dt.datetim
                         request_hash, metadata, created_at)
                     SELECT 'txn_big' || g, 'aid', 'posted', false, 'big:' || g, 'bench', '{}',
                            :start + (g * (:span / :n)) * interval '1 second'
-                    FROM generate_series(:low, :high) AS g
+                    FROM generate_series(CAST(:low AS bigint), CAST(:high AS bigint)) AS g
                     RETURNING id, created_at, idempotency_key
                 )
                 INSERT INTO ledger_entries (transaction_id, account_id, slice, amount, currency, is_hold, created_at)

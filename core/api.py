@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 
 import flask_smorest
 from flask import current_app, g, jsonify
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select, text
 
 from core import audit, idempotency
-from core.auth import authenticate, issue_token, revoke_token
+from core.auth import Actor, authenticate, issue_token, revoke_token
 from core.db import db
 from core.errors import NotFound, http_exception_body
 from core.models import ApiToken, Role, User
@@ -65,6 +66,17 @@ class StrictSchema(Schema):
 
     class Meta:
         ordered = True
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An aware date-time in, as UTC; one that UTC cannot hold (past year 9999 or before year 1) is refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise ValidationError("The date-time is out of range once converted to UTC.") from None
 
 
 class ApiErrorSchema(Schema):
@@ -123,6 +135,8 @@ def create_token(body):
     session = db.session
     user = authenticate(session, login_guard(), body["username"], body["password"], client_ip())
     plain, token = issue_token(session, user, current_app.config["TOKEN_TTL_SECONDS"])
+    audit.record(session, Actor.of(user, g.get("request_id"), client_ip()), "auth.token.issued", "token",
+                 token.public_id, after={"user_id": user.public_id, "expires_at": token.expires_at})
     session.commit()
     return {"token": plain, "token_id": token.public_id, "expires_at": token.expires_at,
             "user": {"id": user.public_id, "username": user.username, "role": user.role.value}}
@@ -165,8 +179,8 @@ def me():
 class AuditQuery(PageArgs):
     action = fields.Str(validate=validate.Length(max=100))
     object_id = fields.Str(validate=validate.Length(max=40))
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = UtcDateTime()
+    until = UtcDateTime()
 
 
 class AuditEventSchema(Schema):

@@ -139,7 +139,7 @@ def create_user(session: Session, *, username: str, password: str, role: Role,
 
 
 class LoginGuard:
-    """Count failed logins per user and per address in the key-value store; lock out past a limit."""
+    """Count login attempts per user and per address in the key-value store; lock out past a limit."""
 
     def __init__(self, store: KeyValueStore, *, max_failures: int, ip_max_failures: int,
                  window: int, lockout: int):
@@ -167,13 +167,30 @@ class LoginGuard:
         except StoreUnavailable:
             raise ServiceUnavailable("Sign-in is unavailable for a moment; try again.") from None
 
-    def failed(self, username: str, ip: str | None) -> bool:
-        """Count a failure; tell whether it locked the user out."""
+    def attempt(self, username: str, ip: str | None) -> tuple[int, int]:
+        """Count an attempt and return its number for the user and the address; refuse one past the limits."""
+        # Counted before the password is checked, so parallel guesses cannot all slip in under the limit
+        # while the first ones are still being verified.
         try:
             user_key = self._user_key(username)
-            if ip and self.store.incr(f"login:fail-ip:{ip}", self.window) >= self.ip_max_failures:
+            count = self.store.incr(f"login:fail:{user_key}", self.window)
+            ip_count = self.store.incr(f"login:fail-ip:{ip}", self.window) if ip else 0
+        except StoreUnavailable:
+            raise ServiceUnavailable("Sign-in is unavailable for a moment; try again.") from None
+        # A lock set while this attempt waited is seen here: the counter was deleted only after it was set.
+        self.check(username, ip)
+        if count > self.max_failures or ip_count > self.ip_max_failures:
+            raise TooManyAttempts(self.lockout, "Too many login attempts at once; try again later.")
+        return count, ip_count
+
+    def failed(self, username: str, ip: str | None, attempt: tuple[int, int]) -> bool:
+        """Record that an attempt failed; tell whether it locked the user out."""
+        count, ip_count = attempt
+        try:
+            user_key = self._user_key(username)
+            if ip and ip_count >= self.ip_max_failures:
                 self.store.set(f"login:lock-ip:{ip}", "1", self.lockout)
-            if self.store.incr(f"login:fail:{user_key}", self.window) >= self.max_failures:
+            if count >= self.max_failures:
                 self.store.set(f"login:lock:{user_key}", "1", self.lockout)
                 self.store.delete(f"login:fail:{user_key}")
                 return True
@@ -181,10 +198,12 @@ class LoginGuard:
         except StoreUnavailable:
             raise ServiceUnavailable("Sign-in is unavailable for a moment; try again.") from None
 
-    def succeeded(self, username: str) -> None:
-        """Forget the user's failures after a good login."""
+    def succeeded(self, username: str, ip: str | None) -> None:
+        """Forget the user's attempts after a good login, and give the address its attempt back."""
         try:
             self.store.delete(f"login:fail:{self._user_key(username)}")
+            if ip:
+                self.store.decr(f"login:fail-ip:{ip}")
         except StoreUnavailable:
             pass
 
@@ -194,10 +213,11 @@ def authenticate(session: Session, guard: LoginGuard, username: str, password: s
     """Return the user for a username and password, or raise; throttled and locked out by `guard`."""
     username = normalize_username(username)
     guard.check(username, ip)
+    attempt = guard.attempt(username, ip)
     user = session.scalar(select(User).where(User.username == username))
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password or "")
     if not ok or user is None or not user.is_active:
-        if guard.failed(username, ip):
+        if guard.failed(username, ip, attempt):
             from core import audit  # audit imports this module
 
             if user is not None:
@@ -206,7 +226,7 @@ def authenticate(session: Session, guard: LoginGuard, username: str, password: s
                 session.commit()
             raise TooManyAttempts(guard.lockout, "Too many failed logins; this account is locked for a while.")
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")
-    guard.succeeded(username)
+    guard.succeeded(username, ip)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = utcnow()

@@ -1,17 +1,21 @@
-"""Commands: `db upgrade|downgrade|current`, `create-user`."""
+"""Commands: `db upgrade|downgrade`, `create-user`, `worker`, `purge`."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import delete, or_
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from core import audit, migrate
 from core.auth import SYSTEM, create_user, resolve_public_id
-from core.db import db
+from core.db import db, utcnow
 from core.errors import DomainError
-from core.models import Role
+from core.models import ApiToken, IdempotencyKey, Role
 
 db_cli = AppGroup("db", help="Database schema migrations.")
 
@@ -84,8 +88,37 @@ def worker_command(burst: bool) -> None:
     Worker([queue], connection=queue.connection).work(burst=burst, with_scheduler=False)
 
 
+def purge(session: Session, *, idempotency_age: dt.timedelta, token_age: dt.timedelta,
+          now: dt.datetime | None = None) -> dict[str, int]:
+    """Delete idempotency keys older than `idempotency_age` and tokens dead (expired or revoked) for `token_age`."""
+    now = now or utcnow()
+    keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < now - idempotency_age))
+    dead_since = now - token_age
+    tokens = session.execute(delete(ApiToken).where(or_(ApiToken.expires_at < dead_since,
+                                                        ApiToken.revoked_at < dead_since)))
+    counts = {"idempotency_keys": keys.rowcount, "api_tokens": tokens.rowcount}
+    audit.record(session, SYSTEM, "system.purged", "system", "purge", after=counts)
+    session.commit()
+    return counts
+
+
+@click.command("purge")
+@with_appcontext
+@click.option("--idempotency-hours", default=24, show_default=True, type=click.IntRange(min=1),
+              help="Keep Idempotency-Key answers this long.")
+@click.option("--token-days", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Keep expired or revoked API tokens this long (the audit log names them meanwhile).")
+def purge_command(idempotency_hours: int, token_days: int) -> None:
+    """Delete old Idempotency-Key records and long-dead API tokens (run it daily)."""
+    with db.session_scope() as session:
+        counts = purge(session, idempotency_age=dt.timedelta(hours=idempotency_hours),
+                       token_age=dt.timedelta(days=token_days))
+    click.echo(f"deleted {counts['idempotency_keys']} idempotency keys and {counts['api_tokens']} API tokens")
+
+
 def register(app: Flask) -> None:
     """Add the core commands to the app's CLI."""
     app.cli.add_command(db_cli)
     app.cli.add_command(create_user_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(purge_command)

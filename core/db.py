@@ -78,6 +78,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine with the project's settings for the given URL."""
+    # Bound values are ID numbers, phones and hardship reasons: errors and logs must never show them.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)

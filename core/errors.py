@@ -6,8 +6,12 @@ import json
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
+
+from core.redis import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +169,15 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("database refused a value on %s %s: %s", request.method, request.path, exc.orig)
         body = error_body(422, "invalid_value", "A value is out of the range this field accepts.")
         return _respond(body, 422, {})
+
+    @app.errorhandler(StoreUnavailable)
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _store_unavailable(exc: Exception):
+        # Redis (key-value store or job queue) is down or slow: the request may succeed when retried.
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.path, exc)
+        body = error_body(503, "service_unavailable", "A service this needs is unavailable; try again shortly.")
+        return _respond(body, 503, {"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

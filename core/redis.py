@@ -17,11 +17,20 @@ class KeyValueStore(Protocol):
     prefix: str
 
     def incr(self, key: str, ttl: int) -> int: ...
+    def decr(self, key: str) -> int: ...
     def get(self, key: str) -> str | None: ...
     def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool: ...
     def delete(self, *keys: str) -> None: ...
     def ttl(self, key: str) -> int: ...
     def ping(self) -> bool: ...
+
+
+# Decrement a live counter, never below zero, and never bring back one that expired.
+_DECR_SCRIPT = """
+local value = tonumber(redis.call('get', KEYS[1]) or '0')
+if value <= 0 then return 0 end
+return redis.call('decr', KEYS[1])
+"""
 
 
 class RedisStore:
@@ -52,6 +61,10 @@ class RedisStore:
             pipe.expire(self._k(key), ttl, nx=True)
             return pipe.execute()[0]
         return int(self._call(run))
+
+    def decr(self, key: str) -> int:
+        """Take one off a live counter (not below zero); its window is kept."""
+        return int(self._call(self.client.eval, _DECR_SCRIPT, 1, self._k(key)))
 
     def get(self, key: str) -> str | None:
         """Return the value or None."""
@@ -104,6 +117,16 @@ class MemoryStore:
             item = self._live(key)
             value, expires = (int(item[0]) + 1, item[1]) if item else (1, self._clock() + ttl)
             self._data[self.prefix + key] = (str(value), expires)
+            return value
+
+    def decr(self, key: str) -> int:
+        """Take one off a live counter (not below zero); its window is kept."""
+        with self._lock:
+            item = self._live(key)
+            if item is None or int(item[0]) <= 0:
+                return 0
+            value = int(item[0]) - 1
+            self._data[self.prefix + key] = (str(value), item[1])
             return value
 
     def get(self, key: str) -> str | None:

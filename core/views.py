@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from core.auth import authenticate
+from core import audit
+from core.auth import Actor, authenticate
 from core.db import db
 from core.errors import DomainError
 from core.web import client_ip, login_guard
@@ -52,6 +53,8 @@ def login():
             flash(_("Too many failed attempts. Try again later.") if exc.status == 429
                   else _("Wrong username or password."), "error")
             return render_template("login.html", form=form), exc.status if exc.status != 401 else 200
+        audit.record(db.session, Actor.of(user, g.get("request_id"), client_ip()), "auth.session.signed_in",
+                     "user", user.public_id)
         db.session.commit()
         login_user(user)
         return redirect(_safe_next(request.args.get("next")) or url_for("core.home"))
@@ -61,6 +64,10 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     """Sign out (POST with the CSRF token, so another site cannot sign you out)."""
+    if current_user.is_authenticated:
+        audit.record(db.session, Actor.of(current_user, g.get("request_id"), client_ip()),
+                     "auth.session.signed_out", "user", current_user.public_id)
+        db.session.commit()
     logout_user()
     flash(_("You are signed out."), "info")
     return redirect(url_for("core.login"))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.auth import Actor, LoginGuard, user_for_token
 from core.db import db, utcnow
-from core.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
+from core.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
 from core.models import Role, User
 
 login_manager = LoginManager()
@@ -56,25 +56,44 @@ def before_request() -> None:
     refuse_nul_characters()
 
 
-def _nul_fields(value, path: str = "") -> list[str]:
-    if isinstance(value, str):
-        return [path or "_schema"] if "\x00" in value else []
-    if isinstance(value, dict):
-        return [f for k, v in value.items() for f in _nul_fields(v, str(k) if not path else f"{path}.{k}")]
-    if isinstance(value, list):
-        return [f for i, v in enumerate(value) for f in _nul_fields(v, f"{path}[{i}]")]
-    return []
+def _nul_fields(value) -> list[str]:
+    """Return the paths of strings (values or keys) holding NUL, walking the document without recursion."""
+    found: list[str] = []
+    stack: list[tuple[str, object]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                found.append(path or "_schema")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = str(key) if not path else f"{path}.{key}"
+                if "\x00" in str(key):
+                    found.append(child_path)
+                stack.append((child_path, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return found
+
+
+def _json_body():
+    """Parse the JSON body once (cached for the view), refusing documents nested beyond the parser's reach."""
+    try:
+        return request.get_json(silent=True, cache=True)
+    except RecursionError:
+        raise BadRequest("The request body is not valid JSON: it is nested too deeply.",
+                         code="malformed_json") from None
 
 
 def refuse_nul_characters() -> None:
     """Refuse text with NUL characters anywhere in the input: no database stores them."""
     found = [name for name, value in request.args.items(multi=True) if "\x00" in value or "\x00" in name]
-    if request.mimetype == "application/json":
-        found += _nul_fields(request.get_json(silent=True, cache=True))
+    if request.is_json:
+        found += _nul_fields(_json_body())
     elif request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         found += [name for name, value in request.form.items(multi=True) if "\x00" in value]
     if found:
-        raise ValidationFailed({name: ["Text may not contain NUL characters."] for name in found})
+        raise ValidationFailed({name: ["Text may not contain NUL characters."] for name in sorted(set(found))})
 
 
 def after_request(response):

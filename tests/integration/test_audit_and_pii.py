@@ -92,3 +92,51 @@ def test_personal_numbers_never_appear_unmasked_in_responses_or_logs(client, ses
                     for r in session.execute(text(f"SELECT * FROM {t}")))
     for secret in (id_number, phone, id2, phone2):
         assert secret not in dump
+
+
+def full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_tracebacks_and_access_lines_are_masked_in_logs(caplog):
+    caplog.set_level(logging.INFO)
+    id_number, wide_id = f.unique_id_number(), f.unique_id_number()
+    try:
+        raise ValueError(f"no member with {id_number} or {full_width(wide_id)}")
+    except ValueError:
+        logging.getLogger("members").exception("look-up failed")
+    request_line = "GET /api/v1/members?phone=139-0000-0000&other=%2B8613911112222&x=139%200000%205555 HTTP/1.1"
+    logging.getLogger("werkzeug").info('%s - - [%s] "%s" %s -', "10.0.0.1", "25/Nov/2026 10:00:00",
+                                       request_line, 200)
+    # What a handler writes: the message, then the traceback it formats from the record.
+    written = "\n".join(logging.Formatter("%(levelname)s %(message)s").format(r) for r in caplog.records)
+    assert "Traceback" in written and "ValueError: no member with" in written
+    for secret in (id_number, full_width(wide_id), "139-0000-0000", "13911112222", "139%200000%205555"):
+        assert secret not in written and secret not in caplog.text
+    assert f"{id_number[:4]}**********{id_number[-4:]}" in written
+    assert "phone=139****0000&other=139****2222&x=139****5555" in written
+
+
+def test_an_unexpected_error_naming_an_id_number_is_logged_masked(client, session, caplog, monkeypatch):
+    admin = f.bearer(session, f.user(session, Role.UNION_ADMIN))
+    id_number = f.unique_id_number()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"cannot load the member whose ID number is {id_number}")
+
+    monkeypatch.setattr(service, "list_unions", boom)
+    caplog.set_level(logging.ERROR)
+    assert client.get("/api/v1/unions", headers=admin).status_code == 500
+    written = "\n".join(logging.Formatter().format(r) for r in caplog.records)
+    assert "RuntimeError: cannot load the member" in written and id_number not in written
+
+
+def test_database_errors_never_carry_the_bound_values(app):
+    from sqlalchemy.exc import DBAPIError
+
+    from core.db import db
+
+    id_number = f.unique_id_number()
+    with db.engine.connect() as conn, pytest.raises(DBAPIError) as caught:
+        conn.execute(text("SELECT id FROM no_such_table WHERE id_number = :value"), {"value": id_number})
+    assert id_number not in str(caught.value) and "hidden" in str(caught.value)

@@ -1,6 +1,6 @@
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.db import utcnow
 from core.models import ApiToken, AuditEvent, Role
@@ -127,3 +127,56 @@ def test_passwords_are_argon2id_and_production_cost_is_the_library_default(sessi
     defaults = PasswordHasher()
     assert (cfg["PASSWORD_HASH_TIME_COST"], cfg["PASSWORD_HASH_MEMORY_KIB"]) == (
         defaults.time_cost, defaults.memory_cost)
+
+
+def test_issuing_a_token_is_audited_without_the_token(client, session):
+    u = f.user(session, Role.AUDITOR)
+    body = login(client, u.username, ip="10.0.0.7").get_json()
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "auth.token.issued",
+                                                    AuditEvent.object_id == body["token_id"]))
+    assert (event.actor_id, event.object_type, event.ip) == (u.id, "token", "10.0.0.7")
+    assert event.after["user_id"] == u.public_id and body["token"] not in str(event.after)
+    login(client, u.username, "wrong-password-x")
+    assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "auth.token.issued",
+                                                                  AuditEvent.actor_id == u.id)) == 1
+
+
+def test_parallel_wrong_passwords_get_no_more_guesses_than_the_limit(app, engine, monkeypatch):
+    """Twenty guesses at once: at most LOGIN_MAX_FAILURES are checked, the rest are refused unverified."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    import core.auth
+
+    with Session(engine) as sess:
+        username = f.user(sess, Role.AUDITOR).username
+    verified, lock = [], threading.Lock()
+    real_verify = core.auth.verify_password
+
+    def counting_verify(stored_hash, password):
+        with lock:
+            verified.append(password)
+        return real_verify(stored_hash, password)
+
+    monkeypatch.setattr(core.auth, "verify_password", counting_verify)
+    start = threading.Barrier(20)
+    statuses = []
+
+    def guess(i):
+        client = app.test_client()
+        start.wait()
+        resp = login(client, username, f"wrong-password-{i}", ip=f"10.77.{f.next_id() % 250}.1")
+        with lock:
+            statuses.append(resp.status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    limit = app.config["LOGIN_MAX_FAILURES"]
+    assert len(statuses) == 20 and set(statuses) <= {401, 429}
+    assert len(verified) <= limit
+    assert statuses.count(401) <= limit - 1 and statuses.count(429) >= 20 - limit + 1
+    assert login(app.test_client(), username).status_code == 429  # and the account is locked

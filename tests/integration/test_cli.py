@@ -54,3 +54,51 @@ def test_demo_loads_a_realistic_data_set_once(runner, session):
     again = runner.invoke(args=["demo"])
     assert again.exit_code == 0 and "already loaded" in again.output
     assert session.scalar(select(func.count(Member.id))) == members
+
+
+def test_db_upgrade_builds_a_fresh_sqlite_database(app, tmp_path, monkeypatch):
+    from sqlalchemy import create_engine, inspect
+
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    monkeypatch.setitem(app.config, "DATABASE_URL", url)
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "database at head" in result.output
+    eng = create_engine(url)
+    try:
+        tables = set(inspect(eng).get_table_names())
+    finally:
+        eng.dispose()
+    assert {"alembic_version", "users", "api_tokens", "audit_events", "members", "member_imports"} <= tables
+
+
+def test_purge_deletes_old_idempotency_keys_and_long_dead_tokens(runner, session):
+    import datetime as dt
+
+    from core.auth import issue_token
+    from core.db import utcnow
+    from core.models import ApiToken, IdempotencyKey
+
+    u = f.user(session, Role.AUDITOR)
+    now = utcnow()
+    tokens = {}
+    for name, expires, revoked in (("expired long ago", now - dt.timedelta(days=31), None),
+                                   ("revoked long ago", now + dt.timedelta(days=1), now - dt.timedelta(days=31)),
+                                   ("expired lately", now - dt.timedelta(days=29), None),
+                                   ("revoked lately", now + dt.timedelta(days=1), now - dt.timedelta(days=1)),
+                                   ("live", now + dt.timedelta(hours=1), None)):
+        _plain, token = issue_token(session, u, 3600)
+        token.expires_at, token.revoked_at = expires, revoked
+        tokens[name] = token.id
+    for key, age in (("old", dt.timedelta(hours=25)), ("fresh", dt.timedelta(hours=23))):
+        session.add(IdempotencyKey(user_id=u.id, key=f"purge-{key}", fingerprint="x" * 64, response_status=201,
+                                   created_at=now - age))
+    session.commit()
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 idempotency keys and 2 API tokens" in result.output
+    left = set(session.scalars(select(ApiToken.id).where(ApiToken.user_id == u.id)))
+    assert left == {tokens["expired lately"], tokens["revoked lately"], tokens["live"]}
+    assert set(session.scalars(select(IdempotencyKey.key).where(IdempotencyKey.user_id == u.id))) == {"purge-fresh"}
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "system.purged"))
+    assert event.after == {"idempotency_keys": 1, "api_tokens": 2}

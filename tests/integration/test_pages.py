@@ -148,3 +148,19 @@ def test_every_string_in_the_source_has_a_chinese_translation():
         for _file, _line, message, _comments, _ctx in extract_from_dir(root / top, method_map, keywords=keywords):
             found.add(message if isinstance(message, str) else message[0])
     assert sorted(found - translated) == []  # run `make translations` and translate the new strings
+
+
+def test_signing_in_and_out_of_the_pages_is_audited(client, session):
+    from sqlalchemy import select
+
+    from core.models import AuditEvent
+
+    u = f.user(session, Role.AUDITOR, username="wendy")
+    sign_in(client, "wendy", "wrong-password-x")
+    sign_in(client, "wendy")
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/"))})
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/"))})  # already out: nothing to record
+    events = session.scalars(select(AuditEvent).where(AuditEvent.object_id == u.public_id)
+                             .order_by(AuditEvent.id)).all()
+    assert [(e.action, e.actor_id) for e in events] == [("auth.session.signed_in", u.id),
+                                                        ("auth.session.signed_out", u.id)]

@@ -105,3 +105,27 @@ def test_rq_runs_a_queued_import_through_real_redis(client, session, app, redis_
     session.expire_all()
     done = service.get_import(session, f.PLATFORM, imp.public_id)
     assert (done.status.value, done.created_rows) == ("completed", 5)
+
+
+def test_counters_count_down_but_not_below_zero_or_back_to_life(store):
+    assert store.decr("gone") == 0 and store.get("gone") is None
+    store.incr("c", 30)
+    store.incr("c", 30)
+    assert store.decr("c") == 1 and store.decr("c") == 0 and store.decr("c") == 0
+    assert 0 < store.ttl("c") <= 30  # the window the first increment started is kept
+
+
+def test_healthz_says_when_the_database_is_down(client, monkeypatch):
+    from sqlalchemy.orm import sessionmaker
+
+    from core.db import db, make_engine
+
+    dead = make_engine("sqlite:////nonexistent-directory/unioncard.sqlite3")
+    monkeypatch.setattr(db, "factory", sessionmaker(dead))
+    try:
+        resp = client.get("/healthz")
+    finally:
+        dead.dispose()
+    assert resp.status_code == 503
+    body = resp.get_json()
+    assert (body["status"], body["database"]) == ("degraded", "unavailable")

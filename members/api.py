@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from flask import current_app, url_for
 
-from core.api import Blueprint
+from core.api import ApiErrorSchema, Blueprint
 from core.db import db
 from core.jobs import jobs
 from core.models import Role
 from core.web import current_actor, field_cipher
 from members import schemas as s
 from members import service
+from members.jobs import run_import_guarded
+from members.models import ImportStatus
 
 blp = Blueprint("members_api", __name__, url_prefix="/api/v1",
                 description="The union org tree and the real-name member registry")
@@ -114,11 +116,28 @@ def _import_document(imp) -> _ImportWithRows:
     return _ImportWithRows(imp, service.import_rows(db.session, imp, status=None, limit=FIRST_ROWS, cursor=None))
 
 
+def _run_or_queue(imp, done_status: int):
+    """Run an import now when what is left of it is small, else queue it; answer with its document."""
+    # An inline run stopped by an unexpected error answers 202 with the import failed: it keeps its file
+    # and goes on with POST .../resume.
+    cfg = current_app.config
+    location = {"Location": url_for("members_api.get_import", import_id=imp.public_id)}
+    if imp.total_rows - imp.processed_rows <= cfg["IMPORT_INLINE_ROWS"]:
+        imp = run_import_guarded(db.session, field_cipher(), imp.public_id, cfg["UPLOAD_FOLDER"])
+        if imp.status == ImportStatus.COMPLETED:
+            return _import_document(imp), done_status
+        return _import_document(imp), 202, location
+    jobs.enqueue("members.jobs:run_import_job", imp.public_id, job_id=f"{imp.public_id}-{imp.processed_rows}")
+    db.session.refresh(imp)
+    return _import_document(imp), 202, location
+
+
 @blp.route("/members/imports", methods=["POST"])
 @blp.auth(ADMIN)
 @blp.arguments(s.ImportUploadSchema, location="files")
 @blp.response(201, s.ImportSchema)
-@blp.alt_response(202, schema=s.ImportSchema, description="A large file: queued; poll the import")
+@blp.alt_response(202, schema=s.ImportSchema,
+                  description="A large file, queued (poll the import), or a run that failed (resume the import)")
 def create_import(files):
     """Import members from CSV (name,id_number,phone,union_id[,join_date]); re-importing changes nothing.
 
@@ -126,17 +145,24 @@ def create_import(files):
     larger ones are queued (202) and the import is polled at its Location.
     """
     upload = files["file"]
-    actor = current_actor()
     cfg = current_app.config
-    imp = service.start_import(db.session, actor, upload.stream, upload.filename, cfg["UPLOAD_FOLDER"],
+    imp = service.start_import(db.session, current_actor(), upload.stream, upload.filename, cfg["UPLOAD_FOLDER"],
                                cfg["IMPORT_MAX_ROWS"])
-    if imp.total_rows <= cfg["IMPORT_INLINE_ROWS"]:
-        imp = service.run_import(db.session, field_cipher(), imp.public_id, cfg["UPLOAD_FOLDER"])
-        return _import_document(imp), 201
-    jobs.enqueue("members.jobs:run_import_job", imp.public_id, job_id=imp.public_id)
-    db.session.refresh(imp)
-    location = url_for("members_api.get_import", import_id=imp.public_id)
-    return _import_document(imp), 202, {"Location": location}
+    return _run_or_queue(imp, 201)
+
+
+@blp.route("/members/imports/<import_id>/resume", methods=["POST"])
+@blp.auth(ADMIN)
+@blp.response(200, s.ImportSchema)
+@blp.alt_response(202, schema=s.ImportSchema,
+                  description="Much left to do, queued (poll the import), or the run failed again")
+@blp.alt_response(409, schema=ApiErrorSchema,
+                  description="Completed (import_completed), still running (import_running), or its file is "
+                              "gone (import_file_missing)")
+def resume_import(import_id):
+    """Run a failed or stalled import again from the first row it has not recorded."""
+    imp = service.resume_import(db.session, current_actor(), import_id, current_app.config["UPLOAD_FOLDER"])
+    return _run_or_queue(imp, 200)
 
 
 @blp.route("/members/imports/<import_id>", methods=["GET"])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,18 +19,26 @@ from core.auth import Actor
 from core.crypto import FieldCipher, mask_id_number, mask_phone
 from core.db import utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.i18n import N_
 from core.ids import new_public_id
-from core.models import Role
+from core.models import AuditEvent, Role
 from core.pagination import Page, paginate
 from members.models import (UNION_KINDS_BY_DEPTH, HardshipRecord, ImportStatus, Member, MemberImport,
                             MemberImportRow, MemberStatus, RowStatus, Union)
-from members.validators import InvalidValue, validate_id_number, validate_phone, validate_region
+from members.validators import (InvalidValue, normalize_id_number, normalize_phone, validate_id_number,
+                                validate_phone, validate_region)
 
 ID_CONTEXT = "member.id_number"
 PHONE_CONTEXT = "member.phone"
 IMPORT_COLUMNS = ("name", "id_number", "phone", "union_id")
 IMPORT_OPTIONAL = ("join_date",)
 IMPORT_CHUNK = 500
+# A chunk is redone when a concurrent writer registered one of its ID numbers first; past this, give up.
+IMPORT_CHUNK_ATTEMPTS = 3
+# A queued or running import not (re)started for this long counts as stalled and may be resumed; should its
+# run still be alive, the two take turns chunk by chunk (see _lock_import), so no row is imported twice.
+IMPORT_STALE_AFTER = dt.timedelta(minutes=5)
+CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_NAME = 50
 
 
@@ -87,17 +96,29 @@ def create_union(session: Session, actor: Actor, *, name: str, parent_id: str | 
         region = validate_region(region, parent.region if parent else None)
     except InvalidValue as exc:
         raise ValidationFailed({"region": [str(exc)]}) from None
-    if session.scalar(select(Union.id).where(Union.parent_id == (parent.id if parent else None),
-                                             Union.name == name)) is not None:
+    parent_key = parent.id if parent else None
+    if _union_named(session, parent_key, name):
         raise Conflict("A union of that name already exists there.", code="duplicate_union")
     union = Union(public_id=new_public_id("uni"), name=name, parent=parent, region=region,
                   kind=UNION_KINDS_BY_DEPTH[depth])
     session.add(union)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another request added the same name under the same parent since the check above.
+        session.rollback()
+        if _union_named(session, parent_key, name):
+            raise Conflict("A union of that name already exists there.", code="duplicate_union") from None
+        raise
     union.path = (parent.path if parent else "/") + f"{union.id}/"
     audit.record(session, actor, "union.created", "union", union.public_id, after=union_snapshot(union))
     session.commit()
     return union
+
+
+def _union_named(session: Session, parent_id: int | None, name: str) -> bool:
+    parent_match = Union.parent_id.is_(None) if parent_id is None else Union.parent_id == parent_id
+    return session.scalar(select(Union.id).where(parent_match, Union.name == name)) is not None
 
 
 def list_unions(session: Session, actor: Actor, *, parent_id: str | None, limit: int,
@@ -235,11 +256,9 @@ def list_members(session: Session, cipher: FieldCipher, actor: Actor, *, union_i
     if q:
         query = query.where(Member.name.startswith(q.strip(), autoescape=True))
     if id_number:
-        value = id_number.strip().upper()
+        value = normalize_id_number(id_number)
         query = query.where(Member.id_number_index == cipher.blind_index(value, ID_CONTEXT))
     if phone:
-        from members.validators import normalize_phone
-
         query = query.where(Member.phone_index == cipher.blind_index(normalize_phone(phone), PHONE_CONTEXT))
     return paginate(session, query, Member.id, limit=limit, cursor=cursor)
 
@@ -310,12 +329,26 @@ def set_hardship(session: Session, actor: Actor, member_public_id: str, *, level
         errors["valid_until"] = ["The entry would already have expired."]
     if errors:
         raise ValidationFailed(errors)
+    try:
+        return _write_hardship(session, actor, member, level, reason.strip(), valid_until)
+    except IntegrityError:
+        # A concurrent request created the member's first entry: replace that one instead.
+        session.rollback()
+        member = get_member(session, actor, member_public_id)
+        session.refresh(member, ["hardship"])
+        if member.hardship is None:
+            raise
+        return _write_hardship(session, actor, member, level, reason.strip(), valid_until)
+
+
+def _write_hardship(session: Session, actor: Actor, member: Member, level: int, reason: str,
+                    valid_until: dt.date) -> HardshipRecord:
     record = member.hardship
     before = hardship_snapshot(record)
     if record is None:
-        record = HardshipRecord(member=member, level=level, reason=reason.strip(), valid_until=valid_until)
+        record = HardshipRecord(member=member, level=level, reason=reason, valid_until=valid_until)
         session.add(record)
-    record.level, record.reason, record.valid_until = level, reason.strip(), valid_until
+    record.level, record.reason, record.valid_until = level, reason, valid_until
     record.updated_by_id = actor.user_id
     session.flush()
     audit.record(session, actor, "member.hardship.set", "member", member.public_id,
@@ -403,17 +436,34 @@ def start_import(session: Session, actor: Actor, stream: BinaryIO, filename: str
     return imp
 
 
-def _row_input(header: list[str], cells: list[str]) -> MemberInput | str:
+def _row_input(header: list[str], cells: list[str]) -> MemberInput | tuple[str, str]:
+    """Read a row's cells, or return (error word, message) for a row that cannot be a member."""
     if len(cells) != len(header):
-        return f"Expected {len(header)} columns, found {len(cells)}."
+        return "malformed_row", f"Expected {len(header)} columns, found {len(cells)}."
     values = dict(zip(header, (c.strip() for c in cells)))
+    # Checked before anything reaches the database: PostgreSQL refuses NUL in text, failing the whole chunk.
+    if any(CONTROL_CHARS_RE.search(v) for v in values.values()):
+        return N_("invalid_text"), "A cell holds a control character (such as NUL or a line break)."
     join_date = None
     if values.get("join_date"):
         try:
             join_date = dt.date.fromisoformat(values["join_date"])
         except ValueError:
-            return "join_date must be a date like 2024-03-01."
+            return "malformed_row", "join_date must be a date like 2024-03-01."
     return MemberInput(values["name"], values["id_number"], values["phone"], values["union_id"], join_date)
+
+
+def _import_actor(imp: MemberImport) -> Actor:
+    return Actor(imp.created_by_id, f"import {imp.public_id}", Role.UNION_ADMIN, union_id=imp.scope_union_id)
+
+
+def _import_path(upload_dir: str, imp: MemberImport) -> Path:
+    return Path(upload_dir) / "member-imports" / imp.stored_name
+
+
+def _lock_import(session: Session, import_id: int) -> MemberImport:
+    """Load an import afresh and hold its row until commit, so two runs of one import take turns."""
+    return session.get(MemberImport, import_id, with_for_update=True, populate_existing=True)
 
 
 def run_import(session: Session, cipher: FieldCipher, import_public_id: str, upload_dir: str, *,
@@ -427,23 +477,27 @@ def run_import(session: Session, cipher: FieldCipher, import_public_id: str, upl
         return imp
     imp.status, imp.error = ImportStatus.RUNNING, None
     session.commit()
-    actor = Actor(imp.created_by_id, f"import {imp.public_id}", Role.UNION_ADMIN, union_id=imp.scope_union_id)
+    actor = _import_actor(imp)
     root = session.get(Union, imp.scope_union_id) if imp.scope_union_id else None
-    path = Path(upload_dir) / "member-imports" / imp.stored_name
+    path = _import_path(upload_dir, imp)
     header = _read_header(path)
-    buffer: list[tuple[int, list[str]]] = []
-    seq = 0
-    for line, cells in _open_rows(path):
-        seq += 1
-        if seq <= imp.processed_rows:
+    start = imp.processed_rows
+    buffer: list[tuple[int, int, list[str]]] = []
+    for seq, (line, cells) in enumerate(_open_rows(path), start=1):
+        if seq <= start:
             continue
-        buffer.append((line, cells))
+        buffer.append((seq, line, cells))
         if len(buffer) >= chunk_size:
             _import_chunk(session, cipher, imp, actor, root, header, buffer, today)
             buffer = []
     if buffer:
         _import_chunk(session, cipher, imp, actor, root, header, buffer, today)
+    imp = _lock_import(session, imp.id)
+    if imp.status == ImportStatus.COMPLETED:  # another run of this import finished it first
+        session.commit()
+        return imp
     imp.status = ImportStatus.COMPLETED
+    imp.error = None
     imp.finished_at = utcnow()
     # The upload holds ID numbers in clear; once every row is recorded it is not kept.
     path.unlink(missing_ok=True)
@@ -455,16 +509,39 @@ def run_import(session: Session, cipher: FieldCipher, import_public_id: str, upl
 
 
 def _import_chunk(session: Session, cipher: FieldCipher, imp: MemberImport, actor: Actor, root: Union | None,
-                  header: list[str], rows: list[tuple[int, list[str]]], today: dt.date) -> None:
-    """Import one chunk of rows and its progress in a single commit."""
-    parsed: list[tuple[int, MemberInput | str]] = [(line, _row_input(header, cells)) for line, cells in rows]
+                  header: list[str], rows: list[tuple[int, int, list[str]]], today: dt.date) -> None:
+    """Import one chunk of rows and its progress in a single commit, redoing it if another writer races it."""
+    for attempt in range(1, IMPORT_CHUNK_ATTEMPTS + 1):
+        try:
+            _import_chunk_once(session, cipher, imp, actor, root, header, rows, today)
+            return
+        except IntegrityError:
+            # Someone else registered one of these ID numbers meanwhile (another import, or the API).
+            # Redone, the chunk finds that member and reports the row unchanged or a duplicate.
+            session.rollback()
+            if attempt == IMPORT_CHUNK_ATTEMPTS:
+                raise
+
+
+def _import_chunk_once(session: Session, cipher: FieldCipher, imp: MemberImport, actor: Actor,
+                       root: Union | None, header: list[str], rows: list[tuple[int, int, list[str]]],
+                       today: dt.date) -> None:
+    imp = _lock_import(session, imp.id)
+    # Another run of this import may have done some of these rows already: skip what it recorded.
+    rows = [row for row in rows if row[0] > imp.processed_rows]
+    if not rows:
+        session.commit()
+        return
+    assert rows[0][0] == imp.processed_rows + 1, "an import's rows are recorded in file order, none skipped"
+    parsed = [(line, _row_input(header, cells)) for _seq, line, cells in rows]
     union_ids = {p.union_id for _l, p in parsed if isinstance(p, MemberInput)}
     unions = {u.public_id: u for u in session.scalars(select(Union).where(Union.public_id.in_(union_ids)))}
     results: list[MemberImportRow] = []
     candidates: list[tuple[int, dict, Union]] = []
     for line, item in parsed:
-        if isinstance(item, str):
-            results.append(MemberImportRow(line=line, status=RowStatus.REJECTED, error="malformed_row", message=item))
+        if isinstance(item, tuple):
+            word, message = item
+            results.append(MemberImportRow(line=line, status=RowStatus.REJECTED, error=word, message=message))
             continue
         errors, clean = _check_fields(item, today)
         union = unions.get(item.union_id)
@@ -494,7 +571,7 @@ def _import_chunk(session: Session, cipher: FieldCipher, imp: MemberImport, acto
         known[index] = member
         results.append(MemberImportRow(line=line, status=RowStatus.CREATED, member=member))
     session.flush()
-    for row in results:
+    for row in sorted(results, key=lambda r: r.line):  # ids in file order: the rows are listed by id
         row.import_id = imp.id
         session.add(row)
         if row.status == RowStatus.CREATED:
@@ -529,12 +606,71 @@ def import_rows(session: Session, imp: MemberImport, *, status: RowStatus | None
     return paginate(session, query, MemberImportRow.id, limit=limit, cursor=cursor)
 
 
-def fail_import(session: Session, public_id: str, reason: str) -> None:
+def fail_import(session: Session, public_id: str, reason: str) -> MemberImport | None:
     """Mark an import failed after an unexpected error (a re-run resumes from its last chunk)."""
     session.rollback()
     imp = session.scalar(select(MemberImport).where(MemberImport.public_id == public_id))
-    if imp is not None and imp.status != ImportStatus.COMPLETED:
+    if imp is None:
+        return None
+    imp = _lock_import(session, imp.id)
+    if imp.status != ImportStatus.COMPLETED:
         imp.status = ImportStatus.FAILED
         imp.error = reason[:500]
-        session.commit()
+        audit.record(session, _import_actor(imp), "member_import.failed", "member_import", imp.public_id,
+                     after={"error": imp.error, "processed_rows": imp.processed_rows})
+    session.commit()
+    return imp
 
+
+def last_started_at(session: Session, imp: MemberImport) -> dt.datetime:
+    """Return when the import was uploaded or last resumed (the audit log keeps both)."""
+    started = session.scalar(select(func.max(AuditEvent.occurred_at)).where(
+        AuditEvent.object_type == "member_import", AuditEvent.object_id == imp.public_id,
+        AuditEvent.action.in_(("member_import.created", "member_import.resumed"))))
+    return max(started or imp.created_at, imp.created_at)
+
+
+def is_stalled(session: Session, imp: MemberImport, now: dt.datetime,
+               stale_after: dt.timedelta = IMPORT_STALE_AFTER) -> bool:
+    """Tell whether a queued or running import was started so long ago that its run must have died."""
+    return (imp.status in (ImportStatus.QUEUED, ImportStatus.RUNNING)
+            and now - last_started_at(session, imp) >= stale_after)
+
+
+def resume_import(session: Session, actor: Actor, public_id: str, upload_dir: str, *,
+                  stale_after: dt.timedelta = IMPORT_STALE_AFTER, now: dt.datetime | None = None) -> MemberImport:
+    """Queue a failed or stalled import to run again from where it stopped; refuse a finished or live one."""
+    imp = _lock_import(session, get_import(session, actor, public_id).id)
+    now = now or utcnow()
+    if imp.status == ImportStatus.COMPLETED:
+        raise Conflict("The import has completed; there is nothing to resume.", code="import_completed")
+    if imp.status != ImportStatus.FAILED and not is_stalled(session, imp, now, stale_after):
+        raise Conflict("The import is still running; resume it only if it stops making progress.",
+                       code="import_running")
+    if not _import_path(upload_dir, imp).exists():
+        raise Conflict("The uploaded file is no longer kept; upload it again (rows already imported stay).",
+                       code="import_file_missing")
+    before = {"status": imp.status.value, "processed_rows": imp.processed_rows, "error": imp.error}
+    imp.status, imp.error = ImportStatus.QUEUED, None
+    audit.record(session, actor, "member_import.resumed", "member_import", imp.public_id, before=before,
+                 after={"status": imp.status.value})
+    session.commit()
+    return imp
+
+
+def resumable_imports(session: Session, *, include_failed: bool, stale_after: dt.timedelta = IMPORT_STALE_AFTER,
+                      limit: int = 100, now: dt.datetime | None = None) -> list[str]:
+    """Return the public ids of stalled (and, if asked, failed) imports, oldest first, at most `limit`."""
+    now = now or utcnow()
+    # An import is never (re)started before its upload, so one uploaded within stale_after cannot be stalled.
+    candidates = (MemberImport.status.in_([ImportStatus.QUEUED, ImportStatus.RUNNING])
+                  & (MemberImport.created_at <= now - stale_after))
+    if include_failed:
+        candidates = candidates | (MemberImport.status == ImportStatus.FAILED)
+    found = []
+    for imp in session.scalars(select(MemberImport).where(candidates).order_by(MemberImport.id)):
+        if imp.status == ImportStatus.FAILED or is_stalled(session, imp, now, stale_after):
+            found.append(imp.public_id)
+            if len(found) == limit:
+                break
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK_CHARS = "10X98765432"
@@ -13,8 +14,11 @@ PROVINCE_CODES = frozenset({
 })
 MIN_MEMBER_AGE = 16
 MAX_AGE = 120
-PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")
-REGION_RE = re.compile(r"^[0-9]{6}$")
+# ASCII classes, not \d: str.isdigit() and \d also take digits such as '٦' that int() reads differently.
+ID_NUMBER_RE = re.compile(r"[0-9]{17}[0-9X]")
+PHONE_RE = re.compile(r"1[3-9][0-9]{9}")
+REGION_RE = re.compile(r"[0-9]{6}")
+PHONE_SEPARATORS_RE = re.compile(r"[\s\-()]")
 
 
 class InvalidValue(ValueError):
@@ -27,9 +31,14 @@ def id_check_char(first17: str) -> str:
     return ID_CHECK_CHARS[total % 11]
 
 
+def _fold(raw: str | None) -> str:
+    """Fold compatibility characters (full-width digits and letters) to their plain forms."""
+    return unicodedata.normalize("NFKC", raw or "")
+
+
 def normalize_id_number(raw: str) -> str:
-    """Fold an ID number for validation and storage (trim, upper-case x)."""
-    return (raw or "").strip().upper()
+    """Fold an ID number for validation and storage (full-width to ASCII, trim, upper-case x)."""
+    return _fold(raw).strip().upper()
 
 
 def birth_date_of(id_number: str) -> dt.date:
@@ -43,7 +52,7 @@ def validate_id_number(raw: str, today: dt.date | None = None) -> str:
     today = today or dt.date.today()
     if len(value) != 18:
         raise InvalidValue("An ID number has 18 characters.")
-    if not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
+    if not ID_NUMBER_RE.fullmatch(value):
         raise InvalidValue("An ID number is 17 digits followed by a digit or X.")
     if int(value[:2]) not in PROVINCE_CODES:
         raise InvalidValue("The ID number does not start with a valid region code.")
@@ -64,8 +73,8 @@ def validate_id_number(raw: str, today: dt.date | None = None) -> str:
 
 
 def normalize_phone(raw: str) -> str:
-    """Strip spaces, dashes and a +86 / 0086 prefix from a mobile number."""
-    value = re.sub(r"[\s-]", "", raw or "")
+    """Fold full-width characters, strip spaces, dashes and brackets and a +86 / 0086 prefix."""
+    value = PHONE_SEPARATORS_RE.sub("", _fold(raw))
     for prefix in ("+86", "0086"):
         if value.startswith(prefix):
             value = value[len(prefix):]
@@ -75,7 +84,7 @@ def normalize_phone(raw: str) -> str:
 def validate_phone(raw: str) -> str:
     """Return the normalized mainland mobile number or raise InvalidValue."""
     value = normalize_phone(raw)
-    if not PHONE_RE.match(value):
+    if not PHONE_RE.fullmatch(value):
         raise InvalidValue("A mainland mobile number has 11 digits and starts with 13-19.")
     return value
 
@@ -92,7 +101,7 @@ def region_prefix(region: str) -> str:
 def validate_region(raw: str, parent_region: str | None = None) -> str:
     """Return a 6-digit region code lying within the parent's region, or raise InvalidValue."""
     value = (raw or "").strip()
-    if not REGION_RE.match(value):
+    if not REGION_RE.fullmatch(value):
         raise InvalidValue("A region is a 6-digit administrative division code, e.g. 640100.")
     if int(value[:2]) not in PROVINCE_CODES:
         raise InvalidValue("The region code does not start with a valid province code.")

@@ -150,3 +150,129 @@ def test_imports_are_visible_only_within_the_admins_scope(client, session, tree,
     assert client.get(f"/api/v1/members/imports/{imp_id}", headers=gy_admin).status_code == 404
     assert client.get(f"/api/v1/members/imports/{imp_id}/rows", headers=gy_admin).status_code == 404
     assert client.get(f"/api/v1/members/imports/{imp_id}", headers=yc_admin).status_code == 200
+
+
+def stored_file(app, imp_id):
+    from pathlib import Path
+
+    with app.app_context():
+        from core.db import db
+
+        imp = db.session.scalar(select(service.MemberImport).where(service.MemberImport.public_id == imp_id))
+        return Path(app.config["UPLOAD_FOLDER"]) / "member-imports" / imp.stored_name
+
+
+def test_an_inline_run_that_crashes_is_marked_failed_and_resumes(client, session, tree, yc_admin, app, monkeypatch):
+    base = tree["yc_base"].public_id
+    rows = [f"成员{i},{f.unique_id_number()},139{i:08d},{base}," for i in range(3)]
+    real_chunk = service._import_chunk
+
+    def database_gone(*args, **kwargs):
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(service, "_import_chunk", database_gone)
+    resp = upload(client, yc_admin, HEADER + "\n".join(rows) + "\n")
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["status"] == "failed" and "resume" in body["error"] and body["processed_rows"] == 0
+    assert resp.headers["Location"].endswith(f"/api/v1/members/imports/{body['id']}")
+    assert stored_file(app, body["id"]).exists()  # kept, so the import can go on
+    failed = session.scalar(select(AuditEvent).where(AuditEvent.action == "member_import.failed",
+                                                     AuditEvent.object_id == body["id"]))
+    assert failed.after["error"].startswith("ConnectionError")
+
+    monkeypatch.setattr(service, "_import_chunk", real_chunk)
+    resumed = client.post(f"/api/v1/members/imports/{body['id']}/resume", headers=yc_admin)
+    assert resumed.status_code == 200, resumed.get_data(as_text=True)
+    assert (resumed.get_json()["status"], resumed.get_json()["created"], resumed.get_json()["error"]) == (
+        "completed", 3, None)
+    assert not stored_file(app, body["id"]).exists()
+    again = client.post(f"/api/v1/members/imports/{body['id']}/resume", headers=yc_admin)
+    assert again.status_code == 409 and again.get_json()["error"] == "import_completed"
+    actions = session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == body["id"])
+                              .order_by(AuditEvent.id)).all()
+    assert actions == ["member_import.created", "member_import.failed", "member_import.resumed",
+                       "member_import.completed"]
+
+
+def queued_import(session, app, tree, n=3):
+    base = tree["yc_base"].public_id
+    rows = [f"排队{i},{f.unique_id_number()},139{i:08d},{base}," for i in range(n)]
+    actor = f.PLATFORM.__class__(f.user(session, Role.UNION_ADMIN, union=tree["yc"]).id, "t", Role.UNION_ADMIN,
+                                 union_id=tree["yc"].id)
+    return service.start_import(session, actor, io.BytesIO((HEADER + "\n".join(rows)).encode()), "m.csv",
+                                app.config["UPLOAD_FOLDER"], 1000)
+
+
+def later(monkeypatch, minutes):
+    import datetime as dt
+
+    from core.db import utcnow
+
+    moment = utcnow() + dt.timedelta(minutes=minutes)
+    monkeypatch.setattr(service, "utcnow", lambda: moment)
+
+
+def test_resume_waits_for_a_live_run_and_takes_over_a_stalled_one(client, session, tree, yc_admin, app, monkeypatch):
+    imp = queued_import(session, app, tree)  # queued, as if its job had been lost
+    url = f"/api/v1/members/imports/{imp.public_id}/resume"
+    fresh = client.post(url, headers=yc_admin)
+    assert fresh.status_code == 409 and fresh.get_json()["error"] == "import_running"
+    later(monkeypatch, 6)
+    resp = client.post(url, headers=yc_admin)
+    assert resp.status_code == 200 and resp.get_json()["created"] == 3
+
+
+def test_resume_follows_the_scope_and_role_rules(client, session, tree, yc_admin, app):
+    imp = queued_import(session, app, tree)
+    service.fail_import(session, imp.public_id, "crashed")
+    url = f"/api/v1/members/imports/{imp.public_id}/resume"
+    gy_admin = f.bearer(session, f.user(session, Role.UNION_ADMIN, union=tree["gy"]))
+    auditor = f.bearer(session, f.user(session, Role.AUDITOR))
+    assert client.post(url, headers=gy_admin).status_code == 404
+    assert client.post(url, headers=auditor).status_code == 403
+    assert client.post(url).status_code == 401
+    assert client.post("/api/v1/members/imports/imp_nope/resume", headers=yc_admin).status_code == 404
+    stored_file(app, imp.public_id).unlink()
+    gone = client.post(url, headers=yc_admin)
+    assert gone.status_code == 409 and gone.get_json()["error"] == "import_file_missing"
+
+
+def test_cells_with_control_characters_are_rejected_per_row(client, session, cipher, tree, yc_admin):
+    base = tree["yc_base"].public_id
+    good = f.unique_id_number()
+    rows = [
+        f"好人,{good},13900000001,{base}",
+        f"张\x00三,{f.unique_id_number()},13900000002,{base}",   # NUL: PostgreSQL refuses it in text
+        f"李四,{f.unique_id_number()},13900000003,{base}\x01",   # a control character in the union id
+        f'"王\n五",{f.unique_id_number()},13900000004,{base}',   # a line break inside a quoted name
+        f"赵六\t,{f.unique_id_number()},13900000005,{base}",     # trailing white space is only trimmed
+    ]
+    resp = upload(client, yc_admin, HEADER.replace(",join_date", "") + "\n".join(rows) + "\n")
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert (body["created"], body["rejected"]) == (2, 3)
+    assert [(r["line"], r["status"], r["error"]) for r in body["rows"]] == [
+        (2, "created", None), (3, "rejected", "invalid_text"), (4, "rejected", "invalid_text"),
+        (6, "rejected", "invalid_text"), (7, "created", None)]
+    names = set(session.scalars(select(Member.name).where(Member.union_id == tree["yc_base"].id)))
+    assert names == {"好人", "赵六"}
+
+
+def test_the_resume_command_takes_over_stalled_imports(app, session, tree, monkeypatch):
+    from members.cli import cli
+
+    runner = app.test_cli_runner()
+    stalled, failed = queued_import(session, app, tree), queued_import(session, app, tree, n=2)
+    service.fail_import(session, failed.public_id, "crashed")
+    now = runner.invoke(cli, ["resume-imports"])
+    assert now.exit_code == 0 and stalled.public_id not in now.output  # not stalled yet
+    later(monkeypatch, 6)
+    result = runner.invoke(cli, ["resume-imports"])
+    assert result.exit_code == 0, result.output
+    assert f"{stalled.public_id}: completed, 3/3 rows (created 3" in result.output
+    assert failed.public_id not in result.output
+    result = runner.invoke(cli, ["resume-imports", "--include-failed"])
+    assert f"{failed.public_id}: completed, 2/2 rows" in result.output
+    session.expire_all()
+    assert {session.get(service.MemberImport, i.id).status for i in (stalled, failed)} == {ImportStatus.COMPLETED}

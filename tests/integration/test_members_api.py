@@ -183,3 +183,24 @@ def test_union_tree_rules(client, session, tree, yc_admin, platform):
     assert {u["name"] for u in listed} == {"兴庆区总工会", "金凤区总工会"}
     assert client.get(f"/api/v1/unions/{tree['gy'].public_id}", headers=yc_admin).status_code == 404
     assert client.get(f"/api/v1/unions/{tree['yc'].public_id}", headers=yc_admin).status_code == 200
+
+
+def full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_full_width_and_other_script_numbers_neither_duplicate_nor_crash(client, tree, yc_admin):
+    id_number, phone = f.unique_id_number(), "13912340000"
+    first = new_member(client, yc_admin, tree["yc_base"], id_number=id_number, phone=phone)
+    assert first.status_code == 201
+    wide = new_member(client, yc_admin, tree["yc_base"], id_number=full_width(id_number), phone=full_width(phone))
+    assert wide.status_code == 409 and wide.get_json()["error"] == "duplicate_member"
+    arabic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in id_number)
+    resp = new_member(client, yc_admin, tree["yc_base"], id_number=arabic)
+    assert resp.status_code == 422 and resp.get_json()["error"] == "invalid_id_number"
+    resp = new_member(client, yc_admin, tree["yc_base"], id_number="²" + id_number[1:])
+    assert resp.status_code == 422 and resp.get_json()["error"] == "invalid_id_number"
+    found = client.get(f"/api/v1/members?id_number={full_width(id_number)}", headers=yc_admin).get_json()["data"]
+    assert [m["id"] for m in found] == [first.get_json()["id"]]
+    found = client.get(f"/api/v1/members?phone={full_width(phone)}", headers=yc_admin).get_json()["data"]
+    assert [m["id"] for m in found] == [first.get_json()["id"]]

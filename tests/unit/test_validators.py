@@ -1,9 +1,11 @@
 import datetime as dt
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.crypto import FieldCipher
 from members.validators import (InvalidValue, id_check_char, normalize_phone, region_prefix,
                                 validate_id_number, validate_phone, validate_region)
 
@@ -105,3 +107,102 @@ def test_regions_nest_within_the_parent():
         validate_region("6401")
     with pytest.raises(InvalidValue, match="province"):
         validate_region("990100")
+
+
+def full_width(text: str) -> str:
+    """Return text with its printable ASCII written in full-width forms (as Chinese IMEs type it)."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in text)
+
+
+def test_full_width_id_numbers_fold_to_ascii():
+    assert validate_id_number(full_width("11010519491231002x"), TODAY) == "11010519491231002X"
+    assert validate_id_number("\u3000" + full_width("11010519491231002X"), TODAY) == "11010519491231002X"
+
+
+@pytest.mark.parametrize("value", [
+    "²40104198506150014",                                 # int() refuses the superscript: was a 500
+    "".join(chr(0x0660 + int(d)) for d in "110105194912310021")[:-1] + "X",  # Arabic-Indic digits
+    "11010519491231002\u0669",
+    "६४०१०४१९८५०६१५००१४",                                 # Devanagari digits
+])
+def test_digits_of_other_scripts_are_refused_not_crashed_on(value):
+    with pytest.raises(InvalidValue):
+        validate_id_number(value, TODAY)
+
+
+def test_phones_fold_full_width_and_refuse_other_digits():
+    assert validate_phone(full_width("+86 139-1234-5678")) == "13912345678"
+    assert validate_phone("１３９１２３４５６７８\n") == "13912345678"
+    for raw in ("".join(chr(0x0660 + int(d)) for d in "13912345678"), "1391234567８9"):
+        with pytest.raises(InvalidValue):
+            validate_phone(raw)
+
+
+valid_ids = st.builds(lambda region, born, seq: (lambda body: body + id_check_char(body))(
+    f"{region}{born:%Y%m%d}{seq:03d}"), regions, birth_dates, st.integers(0, 999))
+# Zero of the scripts whose digits str.isdigit() accepts: full-width, Arabic-Indic, Devanagari, superscript.
+DIGIT_ZEROS = (0xFF10, 0x0660, 0x0966, None)
+SUPERSCRIPTS = "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+
+
+def _other_script(digit: str, zero: int | None) -> str:
+    return SUPERSCRIPTS[int(digit)] if zero is None else chr(zero + int(digit))
+
+
+look_alike_ids = st.builds(
+    lambda value, swaps: "".join(_other_script(c, swaps[i]) if i in swaps and c.isdigit() else c
+                                 for i, c in enumerate(value)),
+    valid_ids, st.dictionaries(st.integers(0, 17), st.sampled_from(DIGIT_ZEROS), max_size=4))
+id_texts = st.one_of(st.text(max_size=30), valid_ids, look_alike_ids)
+
+
+@settings(max_examples=500)
+@given(raw=id_texts)
+def test_id_validation_only_raises_invalid_value_and_returns_ascii(raw):
+    try:
+        value = validate_id_number(raw, TODAY)
+    except InvalidValue:
+        return
+    assert value.isascii() and len(value) == 18 and value[:17].isdigit() and value[17] in "0123456789X"
+    assert validate_id_number(value, TODAY) == value
+
+
+@settings(max_examples=500)
+@given(raw=st.one_of(st.text(max_size=30), st.from_regex(r"(\+86|0086)? ?1[3-9][0-9]{2}[ -]?[0-9]{4}[ -]?[0-9]{4}",
+                                                        fullmatch=True)))
+def test_phone_validation_only_raises_invalid_value_and_returns_ascii(raw):
+    try:
+        value = validate_phone(raw)
+    except InvalidValue:
+        return
+    assert value.isascii() and re.fullmatch(r"1[3-9][0-9]{9}", value)
+
+
+CIPHER = FieldCipher("validator-tests-key")
+
+
+def _outcome(validator, raw):
+    try:
+        value = validator(raw)
+    except InvalidValue:
+        return None
+    return value, CIPHER.blind_index(value, "member.id_number")
+
+
+@settings(max_examples=500)
+@given(raw=id_texts, pad=st.sampled_from(["", " ", "\u3000", "\t"]), wide=st.booleans(), lower=st.booleans())
+def test_id_numbers_written_differently_get_the_same_blind_index(raw, pad, wide, lower):
+    variant = pad + (full_width(raw) if wide else raw) + pad
+    variant = variant.lower() if lower else variant
+    def validate(value):
+        return validate_id_number(value, TODAY)
+
+    assert _outcome(validate, variant) == _outcome(validate, raw.lower() if lower else raw)
+
+
+@settings(max_examples=500)
+@given(raw=st.one_of(st.text(max_size=20), st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True)),
+       wide=st.booleans(), prefix=st.sampled_from(["", "+86", "0086", "+86 "]))
+def test_phones_written_differently_get_the_same_blind_index(raw, wide, prefix):
+    variant = prefix + raw
+    assert _outcome(validate_phone, full_width(variant) if wide else variant) == _outcome(validate_phone, variant)

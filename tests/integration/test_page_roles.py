@@ -1,0 +1,82 @@
+"""Every member-registry page x every role: who sees it, who is refused, and another subtree's objects."""
+
+import io
+import re
+
+import pytest
+
+from core.auth import Actor
+from core.models import MERCHANT_ROLES, Role
+from members import service
+from tests import factories as f
+
+ANON = "anonymous"
+READERS = {Role.UNION_ADMIN, Role.AUDITOR}
+ADMINS = {Role.UNION_ADMIN}
+PAGES = [
+    ("search", lambda w: "/console/members/", READERS),
+    ("member", lambda w: f"/console/members/{w['member'].public_id}", READERS),
+    ("import form", lambda w: "/console/members/import", ADMINS),
+    ("import status", lambda w: f"/console/members/imports/{w['import'].public_id}", ADMINS),
+    ("import progress", lambda w: f"/console/members/imports/{w['import'].public_id}/progress", ADMINS),
+]
+# The pages that show one object: a scoped admin of another subtree must not learn it exists.
+OBJECT_PAGES = [page for page in PAGES if page[0] in {"member", "import status", "import progress"}]
+
+
+def sign_in(client, username):
+    page = client.get("/login")
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.get_data(as_text=True)).group(1)
+    resp = client.post("/login", data={"username": username, "password": f.PASSWORD, "csrf_token": token})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+
+
+@pytest.fixture
+def world(session, cipher, app):
+    tree = f.org_tree(session)
+    member = f.member(session, cipher, tree["yc_base"], "页面测试")
+    yc_admin = f.user(session, Role.UNION_ADMIN, union=tree["yc"])
+    csv_text = f"name,id_number,phone,union_id\n甲,{f.unique_id_number()},13900000001,{tree['yc_base'].public_id}\n"
+    imp = service.start_import(session, Actor.of(yc_admin), io.BytesIO(csv_text.encode()), "m.csv",
+                               app.config["UPLOAD_FOLDER"], 100)
+    return {"tree": tree, "member": member, "import": imp, "yc_admin": yc_admin}
+
+
+def user_for(session, cipher, world, role):
+    if role == Role.UNION_ADMIN:
+        return world["yc_admin"]
+    if role == Role.MEMBER:
+        return f.user(session, role, member=world["member"])
+    if role in MERCHANT_ROLES:
+        return f.user(session, role, merchant_id=f.merchant(session, cipher).id)
+    return f.user(session, role)
+
+
+@pytest.mark.parametrize("role", list(Role) + [ANON], ids=lambda r: getattr(r, "value", r))
+@pytest.mark.parametrize("page", PAGES, ids=[p[0] for p in PAGES])
+def test_page_matrix(client, session, cipher, world, page, role):
+    _name, url, allowed = page
+    if role != ANON:
+        sign_in(client, user_for(session, cipher, world, role).username)
+    resp = client.get(url(world))
+    if role == ANON:
+        assert resp.status_code == 302 and resp.headers["Location"].startswith("/login?next=")
+    elif role in allowed:
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    else:
+        assert resp.status_code == 403 and resp.mimetype == "text/html"
+
+
+@pytest.mark.parametrize("page", OBJECT_PAGES, ids=[p[0] for p in OBJECT_PAGES])
+def test_a_scoped_admin_gets_404_for_another_subtrees_objects(client, session, world, page):
+    _name, url, _allowed = page
+    sign_in(client, f.user(session, Role.UNION_ADMIN, union=world["tree"]["gy"]).username)
+    resp = client.get(url(world))
+    assert resp.status_code == 404
+    assert world["member"].name not in resp.get_data(as_text=True)
+
+
+def test_a_platform_admin_sees_every_subtree(client, session, world):
+    sign_in(client, f.user(session, Role.UNION_ADMIN).username)
+    for _name, url, _allowed in PAGES:
+        assert client.get(url(world)).status_code == 200

@@ -36,9 +36,9 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides what the environment says."""
     app = Flask(__name__, instance_path=str(ROOT / "instance"))
     app.config.update(load_config(app.instance_path, config))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     install_pii_filter()
     configure_password_hashing(app.config["PASSWORD_HASH_TIME_COST"], app.config["PASSWORD_HASH_MEMORY_KIB"])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     Path(app.config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
     if app.config.get("TRUSTED_PROXIES"):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["TRUSTED_PROXIES"]), x_proto=1)
@@ -73,6 +73,7 @@ def create_app(config: dict | None = None) -> Flask:
 def _register_domains(app: Flask, api: Api) -> None:
     """Mount every domain's API blueprint, pages and commands (the one place that knows them all)."""
     from members import api as members_api
+    from members import cli as members_cli
     from members import views as members_pages
     from merchants import api as merchants_api
     from merchants import views as merchants_pages
@@ -87,6 +88,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     app.register_blueprint(core_pages)
     app.register_blueprint(members_pages.bp)
     app.register_blueprint(merchants_pages.bp)
+    app.cli.add_command(members_cli.cli)
     payments_cli.register(app)
     from core import demo
 

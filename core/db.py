@@ -7,7 +7,8 @@ import datetime as dt
 from typing import Annotated, Iterator
 
 from flask import Flask, g, has_app_context
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, create_engine, event
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -52,6 +53,10 @@ class UTCDateTime(TypeDecorator):
 BigIntType = BigInteger().with_variant(Integer(), "sqlite")
 BigIntPK = Annotated[int, mapped_column(BigIntType, primary_key=True)]
 Timestamp = Annotated[dt.datetime, mapped_column(UTCDateTime())]
+
+
+# JSON everywhere, stored as JSONB on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):

@@ -5,14 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import BigIntPK, Base, enum_type, utcnow
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-
+from core.db import BigIntPK, Base, JSONType, enum_type, utcnow
 
 class Role(str, enum.Enum):
     MEMBER = "member"

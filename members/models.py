@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import BigIntPK, Base, enum_type, utcnow
@@ -25,7 +25,12 @@ class Union(Base):
     """A node of the org tree: federation -> city -> county -> grassroots union."""
 
     __tablename__ = "unions"
-    __table_args__ = (UniqueConstraint("parent_id", "name", name="uq_unions_parent_id_name"),)
+    __table_args__ = (
+        UniqueConstraint("parent_id", "name", name="uq_unions_parent_id_name"),
+        # The constraint above lets two roots share a name (NULL parents differ); this does not.
+        Index("uq_unions_root_name", "name", unique=True, postgresql_where=text("parent_id IS NULL"),
+              sqlite_where=text("parent_id IS NULL")),
+    )
 
     id: Mapped[BigIntPK]
     public_id: Mapped[str] = mapped_column(String(32), unique=True)

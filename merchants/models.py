@@ -6,14 +6,10 @@ import datetime as dt
 import enum
 from decimal import Decimal
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Numeric, String, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Date, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.db import BigIntPK, Base, enum_type, utcnow
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-
+from core.db import BigIntPK, Base, JSONType, enum_type, utcnow
 
 class MerchantCategory(str, enum.Enum):
     DINING = "dining"

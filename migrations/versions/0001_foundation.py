@@ -210,6 +210,13 @@ def upgrade() -> None:
         batch_op.create_index('ix_member_import_rows_import_status', ['import_id', 'status'], unique=False)
 
 
+    # Two federation roots of one name: a NULL parent is never equal in a unique constraint.
+    op.create_index("uq_unions_root_name", "unions", ["name"], unique=True,
+                    postgresql_where=sa.text("parent_id IS NULL"), sqlite_where=sa.text("parent_id IS NULL"))
+    if op.get_bind().dialect.name == "sqlite":
+        for operation in ("UPDATE", "DELETE"):
+            op.execute(f"CREATE TRIGGER audit_events_no_{operation.lower()} BEFORE {operation} ON audit_events "
+                       f"BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: {operation} refused'); END")
     if op.get_bind().dialect.name == "postgresql":
         # The audit log is evidence: no UPDATE, DELETE or TRUNCATE, whoever connects.
         op.execute(APPEND_ONLY_FUNCTION)
@@ -219,6 +226,10 @@ def upgrade() -> None:
                    "FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()")
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS audit_events_no_update")
+        op.execute("DROP TRIGGER IF EXISTS audit_events_no_delete")
+    op.drop_index("uq_unions_root_name", table_name="unions")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events")
         op.execute("DROP TRIGGER IF EXISTS audit_events_no_change ON audit_events")

@@ -6,7 +6,6 @@ import datetime as dt
 import enum
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -19,13 +18,9 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.db import BigIntPK, Base, enum_type, utcnow
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-
+from core.db import BigIntPK, Base, JSONType, enum_type, utcnow
 
 def total(expression):
     """Sum an integer expression as BIGINT, 0 over no rows (PostgreSQL would answer NUMERIC)."""

@@ -247,6 +247,7 @@ def test_every_endpoint_in_the_matrix_is_covered(app):
                # public or checked elsewhere
                "/api/v1/auth/tokens", "/api/v1/openapi.json",
                "/api/v1/members/imports/<import_id>", "/api/v1/members/imports/<import_id>/rows",
+               "/api/v1/members/imports/<import_id>/resume",
                "/api/v1/merchant-applications", "/api/v1/merchant-applications/<application_id>",
                "/api/v1/merchant-applications/<application_id>/documents",
                "/api/v1/merchant-applications/<application_id>/documents/<document_id>",

@@ -89,7 +89,7 @@ def test_an_unexpected_error_is_a_500_in_the_api_format_without_details(client, 
 
     monkeypatch.setattr(service, "list_unions", boom)
     resp = client.get("/api/v1/unions", headers=admin_headers)
-    body = assert_error(resp, 500, "internal_error")
+    assert_error(resp, 500, "internal_error")
     assert "secret" not in resp.get_data(as_text=True)
 
 

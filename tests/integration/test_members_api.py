@@ -204,3 +204,9 @@ def test_full_width_and_other_script_numbers_neither_duplicate_nor_crash(client,
     assert [m["id"] for m in found] == [first.get_json()["id"]]
     found = client.get(f"/api/v1/members?phone={full_width(phone)}", headers=yc_admin).get_json()["data"]
     assert [m["id"] for m in found] == [first.get_json()["id"]]
+
+
+def test_two_federation_roots_cannot_share_a_name(client, session, platform):
+    first = client.post("/api/v1/unions", headers=platform, json={"name": "根工会", "parent_id": None, "region": "640000"})
+    second = client.post("/api/v1/unions", headers=platform, json={"name": "根工会", "parent_id": None, "region": "640000"})
+    assert first.status_code == 201 and second.status_code == 409

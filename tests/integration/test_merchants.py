@@ -252,7 +252,6 @@ def test_suspension_stops_the_qr_code_and_the_pay_page_and_reinstatement_restore
 
 def test_qr_codes_encode_the_pay_page_url(client, session, cipher):
     from PIL import Image
-    import zlib  # noqa: F401
 
     shop = f.merchant(session, cipher)
     owner = f.bearer(session, f.user(session, Role.MERCHANT_OWNER, merchant_id=shop.id))

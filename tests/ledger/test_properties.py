@@ -170,8 +170,8 @@ def run(session, steps):
             take = left if b is None or b > left else b
             back = {n: -(take if v > 0 else -take) for n, v in remaining.items()}
             if model.try_apply([(n, v, "posted") for n, v in back.items()]):
-                rev = ledger.reverse(session, txn, amount=None if take == left else take,
-                                     idempotency_key=uuid.uuid4().hex)
+                ledger.reverse(session, txn, amount=None if take == left else take,
+                               idempotency_key=uuid.uuid4().hex)
                 for n, v in back.items():
                     remaining[n] += v
             else:

@@ -55,6 +55,7 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "LOGIN_IP_MAX_FAILURES": int(env.get("LOGIN_IP_MAX_FAILURES", 30)),
         "LOGIN_WINDOW_SECONDS": int(env.get("LOGIN_WINDOW_SECONDS", 900)),
         "LOGIN_LOCKOUT_SECONDS": int(env.get("LOGIN_LOCKOUT_SECONDS", 900)),
+        "MAX_LICENCE_BYTES": int(env.get("MAX_LICENCE_BYTES", 10 * 1024 * 1024)),
         "IMPORT_INLINE_ROWS": int(env.get("IMPORT_INLINE_ROWS", 5000)),
         "IMPORT_MAX_ROWS": int(env.get("IMPORT_MAX_ROWS", 200_000)),
         "JOBS_MODE": env.get("JOBS_MODE", ""),  # "rq", "thread" or "sync"; empty picks by REDIS_URL

@@ -89,7 +89,7 @@ def upload_document(files, application_id):
     """Upload the business licence: PDF, PNG or JPEG (checked by content), at most 10 MiB."""
     upload = files["file"]
     return service.add_document(db.session, current_actor(), application_id, upload.stream, upload.filename,
-                                current_app.config["UPLOAD_FOLDER"])
+                                current_app.config["UPLOAD_FOLDER"], max_bytes=current_app.config["MAX_LICENCE_BYTES"])
 
 
 @blp.route("/merchant-applications/<application_id>/documents/<document_id>", methods=["GET"])

@@ -150,6 +150,8 @@ class Merchant(Base):
     bank_account_masked: Mapped[str | None] = mapped_column(String(40))
     stripe_account_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     stripe_status: Mapped[str | None] = mapped_column(String(20))
+    # When Stripe said so: events arrive in any order, and an older one must not win.
+    stripe_status_at: Mapped[dt.datetime | None]
     payable_account: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     status_changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

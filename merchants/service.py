@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -134,7 +137,9 @@ def _apply_fields(app: MerchantApplication, cipher: FieldCipher, data: Applicati
     if data.stores is not None:
         if len(data.stores) > MAX_STORES:
             errors["stores"] = [f"At most {MAX_STORES} stores per application."]
-        app.stores = [{k: v for k, v in s.items() if v is not None} for s in data.stores]
+        # Coordinates arrive as Decimal; JSON keeps them as exact strings.
+        app.stores = [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in s.items() if v is not None}
+                      for s in data.stores]
     if data.proposed_offers is not None:
         if len(data.proposed_offers) > MAX_OFFERS:
             errors["proposed_offers"] = [f"At most {MAX_OFFERS} proposed offers."]
@@ -146,7 +151,7 @@ def _apply_fields(app: MerchantApplication, cipher: FieldCipher, data: Applicati
             number = "".join(str(data.settlement.get("account_number") or "").split())
             if not number:
                 pass  # left blank (the form shows only the masked number): keep what is on file, if anything
-            elif not number.isdigit() or not 8 <= len(number) <= 32:
+            elif not re.fullmatch(r"[0-9]{8,32}", number):
                 errors["settlement"] = ["A bank account number has 8-32 digits."]
             else:
                 app.bank_account_enc = cipher.encrypt(number, BANK_CONTEXT)
@@ -177,9 +182,13 @@ def create_application(session: Session, cipher: FieldCipher, actor: Actor, data
     return app
 
 
-def get_application(session: Session, actor: Actor, public_id: str) -> MerchantApplication:
-    """Return an application its applicant or a reviewer may see, or raise NotFound."""
-    app = session.scalar(select(MerchantApplication).where(MerchantApplication.public_id == public_id))
+def get_application(session: Session, actor: Actor, public_id: str, *, lock: bool = False) -> MerchantApplication:
+    """Return an application its applicant or a reviewer may see (locked for a change), or raise NotFound."""
+    query = select(MerchantApplication).where(MerchantApplication.public_id == public_id)
+    if lock:
+        # Two reviewers deciding at once take turns; the second sees the first one's outcome.
+        query = query.with_for_update(of=MerchantApplication)
+    app = session.scalar(query)
     if app is None or not (actor.role in REVIEWERS or app.applicant_id == actor.user_id):
         raise NotFound("No such application.")
     return app
@@ -212,6 +221,9 @@ def list_applications(session: Session, actor: Actor, *, status: ApplicationStat
     query = select(MerchantApplication)
     if actor.role not in REVIEWERS:
         query = query.where(MerchantApplication.applicant_id == actor.user_id)
+    elif status is None:
+        # A draft is the applicant's own until it is submitted.
+        query = query.where(MerchantApplication.status != ApplicationStatus.DRAFT)
     if status:
         query = query.where(MerchantApplication.status == status)
     if category:
@@ -234,7 +246,7 @@ def detect_document_type(head: bytes) -> tuple[str, str] | None:
 
 
 def add_document(session: Session, actor: Actor, public_id: str, stream: BinaryIO, filename: str,
-                 upload_dir: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> ApplicationDocument:
+                 upload_dir: str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> ApplicationDocument:
     """Store a licence (PDF, PNG or JPEG by content, at most max_bytes) outside the web root."""
     app = get_application(session, actor, public_id)
     if app.applicant_id != actor.user_id:
@@ -324,7 +336,7 @@ def _transition(session: Session, actor: Actor, app: MerchantApplication, action
 
 def submit_application(session: Session, actor: Actor, public_id: str) -> MerchantApplication:
     """Send a complete draft (or a changed application) to the reviewers."""
-    app = get_application(session, actor, public_id)
+    app = get_application(session, actor, public_id, lock=True)
     if app.applicant_id != actor.user_id:
         raise NotFound("No such application.")
     action = "resubmit" if app.status == ApplicationStatus.CHANGES_REQUESTED else "submit"
@@ -335,19 +347,31 @@ def submit_application(session: Session, actor: Actor, public_id: str) -> Mercha
         raise ValidationFailed(missing, "The application is not complete yet.", code="incomplete_application")
     if _live_merchant_with(session, app.uscc):
         raise Conflict("A partner merchant with this credit code already exists.", code="duplicate_uscc")
-    other = session.scalar(select(MerchantApplication.public_id).where(
-        MerchantApplication.uscc == app.uscc, MerchantApplication.id != app.id,
+    # Another applicant's application for the same code is not refused here (credit codes are public,
+    # so anyone could squat one): reviewers see both side by side, and approval admits one merchant.
+    mine = session.scalar(select(MerchantApplication.public_id).where(
+        MerchantApplication.applicant_id == app.applicant_id, MerchantApplication.id != app.id,
         MerchantApplication.status.in_(IN_FLIGHT)))
-    if other:
-        raise Conflict("Another application for this credit code is already being reviewed.", code="duplicate_uscc")
+    if mine:
+        raise Conflict("You already have an application with the reviewers; one account applies for one merchant.",
+                       code="application_in_review")
     _transition(session, actor, app, action)
     session.commit()
     return app
 
 
+def same_code_applications(session: Session, app: MerchantApplication) -> list[MerchantApplication]:
+    """List the other open applications for the same credit code (for the reviewer to compare)."""
+    if not app.uscc:
+        return []
+    return list(session.scalars(select(MerchantApplication).where(
+        MerchantApplication.uscc == app.uscc, MerchantApplication.id != app.id,
+        MerchantApplication.status.in_(IN_FLIGHT + (ApplicationStatus.APPROVED,)))))
+
+
 def start_review(session: Session, actor: Actor, public_id: str) -> MerchantApplication:
     """Take a submitted application into review."""
-    app = get_application(session, actor, public_id)
+    app = get_application(session, actor, public_id, lock=True)
     _transition(session, actor, app, "start_review")
     session.commit()
     return app
@@ -356,6 +380,8 @@ def start_review(session: Session, actor: Actor, public_id: str) -> MerchantAppl
 def comment_on_application(session: Session, actor: Actor, public_id: str, body: str) -> ApplicationComment:
     """Add a note to the conversation between the applicant and the reviewers."""
     app = get_application(session, actor, public_id)
+    if app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED):
+        raise Conflict("The application is decided; the conversation is closed.", code="invalid_state")
     if not body.strip():
         raise ValidationFailed({"comment": ["Write something."]})
     note = ApplicationComment(author_id=actor.user_id, action="comment", body=body.strip())
@@ -378,7 +404,7 @@ def request_changes(session: Session, actor: Actor, public_id: str, comment: str
 
 
 def _decide(session: Session, actor: Actor, public_id: str, action: str, comment: str) -> MerchantApplication:
-    app = get_application(session, actor, public_id)
+    app = get_application(session, actor, public_id, lock=True)
     if not (comment or "").strip():
         raise ValidationFailed({"comment": ["Tell the applicant why."]})
     _transition(session, actor, app, action, comment.strip())
@@ -390,11 +416,14 @@ def approve_application(session: Session, actor: Actor, public_id: str, *, comme
                         today: dt.date | None = None) -> Merchant:
     """Approve: create the merchant, its stores, ledger payable and agreement; the applicant becomes owner."""
     today = today or dt.date.today()
-    app = get_application(session, actor, public_id)
+    app = get_application(session, actor, public_id, lock=True)
     if app.status not in TRANSITIONS["approve"][0]:
         raise Conflict(f"Cannot approve an application that is {app.status.value}.", code="invalid_state")
     if _live_merchant_with(session, app.uscc):
         raise Conflict("A partner merchant with this credit code already exists.", code="duplicate_uscc")
+    applicant = session.get(User, app.applicant_id, with_for_update=True)
+    if applicant.role != Role.APPLICANT or not applicant.is_active:
+        raise Conflict("The applicant's account already runs a merchant.", code="applicant_not_available")
     public = new_public_id("mch")
     merchant = Merchant(
         public_id=public, name=app.name, uscc=app.uscc, legal_representative=app.legal_representative,
@@ -404,7 +433,12 @@ def approve_application(session: Session, actor: Actor, public_id: str, *, comme
         bank_account_enc=app.bank_account_enc, bank_account_masked=app.bank_account_masked,
         payable_account=f"merchant:{public}:payable")
     session.add(merchant)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another approval of the same code won the race; the partial unique index kept one merchant.
+        session.rollback()
+        raise Conflict("A partner merchant with this credit code already exists.", code="duplicate_uscc") from None
     # Every payment credits the payable; settlement and refunds debit it, and a net debit carries over.
     ledger.open_account(session, merchant.payable_account, normal_side="credit", currency="CNY",
                         allow_negative=True, mode="append_only", owner_kind="merchant", owner_id=public)
@@ -412,7 +446,6 @@ def approve_application(session: Session, actor: Actor, public_id: str, *, comme
         session.add(_new_store(merchant, spec))
     session.add(Agreement(merchant_id=merchant.id, version=AGREEMENT_VERSION, accepted_by_id=app.applicant_id,
                           term_start=today, term_end=_add_years(today, AGREEMENT_YEARS) - dt.timedelta(days=1)))
-    applicant = session.get(User, app.applicant_id)
     applicant.role, applicant.merchant_id = Role.MERCHANT_OWNER, merchant.id
     app.merchant_id = merchant.id
     _transition(session, actor, app, "approve", (comment or "").strip() or None)
@@ -461,6 +494,11 @@ def get_merchant(session: Session, actor: Actor, public_id: str) -> Merchant:
 
 
 MERCHANT_ADMINS = (Role.MERCHANT_REVIEWER, Role.UNION_ADMIN)
+
+
+def _refuse_if_terminated(merchant: Merchant) -> None:
+    if merchant.status == MerchantStatus.TERMINATED:
+        raise Conflict("The merchant is terminated.", code="invalid_state")
 
 
 def _require(actor: Actor, *roles: Role) -> None:
@@ -542,11 +580,15 @@ def agreements_due(session: Session, actor: Actor, *, within_days: int = RENEWAL
 
 
 def apply_stripe_account_update(session: Session, account_id: str, *, charges_enabled: bool,
-                                payouts_enabled: bool, details_submitted: bool) -> None:
-    """Record a Connect account's status from Stripe's account.updated event."""
+                                payouts_enabled: bool, details_submitted: bool,
+                                as_of: dt.datetime | None = None) -> None:
+    """Record a Connect account's status from Stripe's account.updated event (ignoring older news)."""
     merchant = session.scalar(select(Merchant).where(Merchant.stripe_account_id == account_id))
     if merchant is None:
         return  # an account of another platform use, or one we never finished creating
+    if as_of is not None and merchant.stripe_status_at is not None and as_of < merchant.stripe_status_at:
+        return
+    merchant.stripe_status_at = as_of or utcnow()
     before = merchant_snapshot(merchant)
     merchant.stripe_status = ("enabled" if charges_enabled and payouts_enabled
                               else "restricted" if details_submitted else "pending")
@@ -596,8 +638,7 @@ def add_store(session: Session, actor: Actor, merchant_public_id: str, spec: dic
     """Open a store for the merchant (its owner)."""
     merchant = get_merchant(session, actor, merchant_public_id)
     _require(actor, Role.MERCHANT_OWNER)
-    if merchant.status == MerchantStatus.TERMINATED:
-        raise Conflict("The merchant is terminated.", code="invalid_state")
+    _refuse_if_terminated(merchant)
     if len(merchant.stores) >= MAX_STORES:
         raise RuleViolation(f"A merchant may have at most {MAX_STORES} stores.", code="too_many_stores")
     store = _new_store(merchant, spec)
@@ -621,6 +662,7 @@ def update_store(session: Session, actor: Actor, public_id: str, changes: dict) 
     """Change a store's details or open/close it (the owner or a manager)."""
     store = get_store(session, actor, public_id)
     _require(actor, Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER)
+    _refuse_if_terminated(store.merchant)
     before = store_snapshot(store)
     for key in ("name", "address", "opening_hours", "latitude", "longitude"):
         if key in changes:
@@ -660,6 +702,7 @@ def add_staff(session: Session, actor: Actor, merchant_public_id: str, *, userna
     """Give a manager or cashier an account at the merchant (its owner)."""
     merchant = get_merchant(session, actor, merchant_public_id)
     _require(actor, Role.MERCHANT_OWNER)
+    _refuse_if_terminated(merchant)
     user = create_user(session, username=username, password=password, role=STAFF_ROLES[role],
                        display_name=display_name, merchant_id=merchant.id)
     audit.record(session, actor, "merchant.staff_added", "user", user.public_id,

@@ -94,6 +94,8 @@ def _form_input(form) -> service.ApplicationInput:
         if not any(value.strip() for key, value in settlement.items() if key != "method"):
             settlement = {"method": "bank"} if form.get("settlement_method") else None
     category = form.get("category") or None
+    if category and category not in {c.value for c in MerchantCategory}:
+        raise ValidationFailed({"category": [_("Choose a category from the list.")]})
     return service.ApplicationInput(
         name=text("name"), uscc=text("uscc"), legal_representative=text("legal_representative"),
         contact_phone=text("contact_phone"), category=MerchantCategory(category) if category else None,
@@ -167,7 +169,8 @@ def application(application_id):
                 if upload is None or not upload.filename:
                     raise ValidationFailed({"file": [_("Choose the licence file.")]})
                 service.add_document(db.session, actor, application_id, upload.stream, upload.filename,
-                                     current_app.config["UPLOAD_FOLDER"])
+                                     current_app.config["UPLOAD_FOLDER"],
+                                     max_bytes=current_app.config["MAX_LICENCE_BYTES"])
                 flash(_("Licence uploaded."), "info")
             else:
                 service.update_application(db.session, field_cipher(), actor, application_id,
@@ -242,7 +245,7 @@ def review(application_id):
             db.session.rollback()
             flash(_explain(exc), "error")
             app = service.get_application(db.session, actor, application_id)
-    return render_template("merchants/review.html", app=app)
+    return render_template("merchants/review.html", app=app, twins=service.same_code_applications(db.session, app))
 
 
 # --- the merchant's own pages ----------------------------------------------------------------

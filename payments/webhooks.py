@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import logging
 from collections.abc import Callable
 
@@ -92,7 +94,9 @@ def account_updated(session: Session, event: dict) -> None:
     # Imported on use: the merchants domain may import payments, so a module-level import could cycle.
     from merchants.service import apply_stripe_account_update
 
-    apply_stripe_account_update(session, account["id"], **flags)
+    created = event.get("created")
+    as_of = dt.datetime.fromtimestamp(created, dt.timezone.utc) if isinstance(created, int) else None
+    apply_stripe_account_update(session, account["id"], as_of=as_of, **flags)
 
 
 blp = Blueprint("stripe_webhooks", __name__, url_prefix="/api/v1",

@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('bank_account_masked', sa.String(length=40), nullable=True),
     sa.Column('stripe_account_id', sa.String(length=64), nullable=True),
     sa.Column('stripe_status', sa.String(length=20), nullable=True),
+    sa.Column('stripe_status_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('payable_account', sa.String(length=100), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('status_changed_at', sa.DateTime(timezone=True), nullable=False),

@@ -74,6 +74,15 @@ def test_an_applicant_applies_on_the_portal_and_a_reviewer_approves_on_the_conso
     assert "<svg" in poster and "手机扫码" in poster
 
 
+def test_an_unknown_category_on_the_form_is_a_clear_error(client, session):
+    f.user(session, Role.APPLICANT, username="bogus-category-shop")
+    login = client.get("/login")
+    client.post("/login", data={"username": "bogus-category-shop", "password": f.PASSWORD, "csrf_token": csrf(login)})
+    form = client.get("/portal/applications/new")
+    resp = client.post("/portal/applications/new", data={"name": "店", "category": "bogus", "csrf_token": csrf(form)})
+    assert resp.status_code == 422 and "请从列表中选择行业类别" in resp.get_data(as_text=True)
+
+
 def test_portal_pages_keep_applicants_apart(client, session, cipher):
     mine = f.user(session, Role.APPLICANT, username="mine-shop")
     theirs = f.user(session, Role.APPLICANT, username="theirs-shop")

@@ -178,9 +178,8 @@ def test_uploads_are_checked_by_content_not_name(client, session, data, name):
     assert resp.status_code == 422 and resp.get_json()["error"] == "unsupported_file_type"
 
 
-def test_oversized_upload_is_refused(client, session, monkeypatch):
-    monkeypatch.setattr(service, "MAX_DOCUMENT_BYTES", 1024)
-    monkeypatch.setattr(service.add_document, "__defaults__", (1024,))
+def test_oversized_upload_is_refused(client, session, app, monkeypatch):
+    monkeypatch.setitem(app.config, "MAX_LICENCE_BYTES", 1024)
     applicant = sign_up(client, "big-file-shop")
     app_id = client.post("/api/v1/merchant-applications", headers=applicant, json={"name": "店"}).get_json()["id"]
     resp = upload(client, applicant, app_id, PNG + b"\x00" * 2048)
@@ -212,15 +211,122 @@ def test_one_credit_code_one_live_merchant(client, session, reviewer):
     first, second = sign_up(client, "first-shop"), sign_up(client, "second-shop")
     a = ready_application(client, first, code)
     b = ready_application(client, second, code)
+    # Codes are public: a second filing is not refused at submit (nobody can squat a code), the reviewer
+    # sees the two side by side, and approval admits one merchant.
     assert client.post(f"/api/v1/merchant-applications/{a}/submit", headers=first, json={}).status_code == 200
-    clash = client.post(f"/api/v1/merchant-applications/{b}/submit", headers=second, json={})
+    assert client.post(f"/api/v1/merchant-applications/{b}/submit", headers=second, json={}).status_code == 200
+    assert client.post(f"/api/v1/merchant-applications/{a}/approve", headers=reviewer, json={}).status_code == 200
+    clash = client.post(f"/api/v1/merchant-applications/{b}/approve", headers=reviewer, json={})
     assert clash.status_code == 409 and clash.get_json()["error"] == "duplicate_uscc"
-    client.post(f"/api/v1/merchant-applications/{a}/approve", headers=reviewer, json={})
-    assert client.post(f"/api/v1/merchant-applications/{b}/submit", headers=second, json={}).status_code == 409
     # Once the first merchant is terminated, the code is free again.
     merchant_id = client.get(f"/api/v1/merchant-applications/{a}", headers=reviewer).get_json()["merchant_id"]
     client.post(f"/api/v1/merchants/{merchant_id}/terminate", headers=reviewer, json={"reason": "合同终止"})
-    assert client.post(f"/api/v1/merchant-applications/{b}/submit", headers=second, json={}).status_code == 200
+    assert client.post(f"/api/v1/merchant-applications/{b}/approve", headers=reviewer, json={}).status_code == 200
+
+
+def test_a_live_merchants_code_is_refused_at_submit(client, session, cipher):
+    shop = f.merchant(session, cipher)
+    applicant = sign_up(client, "copycat-shop")
+    app_id = ready_application(client, applicant, shop.uscc)
+    resp = client.post(f"/api/v1/merchant-applications/{app_id}/submit", headers=applicant, json={})
+    assert resp.status_code == 409 and resp.get_json()["error"] == "duplicate_uscc"
+
+
+def test_one_account_applies_for_one_merchant(client, session, cipher, app, reviewer):
+    applicant = sign_up(client, "greedy-shop")
+    first, second = ready_application(client, applicant), ready_application(client, applicant)
+    assert client.post(f"/api/v1/merchant-applications/{first}/submit", headers=applicant, json={}).status_code == 200
+    again = client.post(f"/api/v1/merchant-applications/{second}/submit", headers=applicant, json={})
+    assert again.status_code == 409 and again.get_json()["error"] == "application_in_review"
+    # Even if both reached the reviewers, approving the second cannot steal the owner from the first.
+    session.get(MerchantApplication, session.scalar(select(MerchantApplication.id).where(
+        MerchantApplication.public_id == second))).status = ApplicationStatus.SUBMITTED
+    session.commit()
+    assert client.post(f"/api/v1/merchant-applications/{first}/approve", headers=reviewer, json={}).status_code == 200
+    stolen = client.post(f"/api/v1/merchant-applications/{second}/approve", headers=reviewer, json={})
+    assert stolen.status_code == 409 and stolen.get_json()["error"] == "applicant_not_available"
+    merchant_id = client.get(f"/api/v1/merchant-applications/{first}", headers=reviewer).get_json()["merchant_id"]
+    assert client.get(f"/api/v1/merchants/{merchant_id}/account", headers=applicant).status_code == 200
+
+
+def test_concurrent_approvals_admit_one_merchant_without_errors(postgres, engine, app, cipher):
+    """Real commits on separate connections: six reviewers press approve at once."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from core.errors import DomainError
+    from merchants.connect import DisabledConnect
+
+    with Session(engine) as s:
+        applicant = f.user(s, Role.APPLICANT, username=f"race-{f.next_id()}")
+        reviewer_user = f.user(s, Role.MERCHANT_REVIEWER, username=f"race-reviewer-{f.next_id()}")
+        actor = Actor.of(applicant)
+        draft = service.create_application(s, cipher, actor, service.ApplicationInput(
+            name="竞速商户", uscc=f.uscc(), legal_representative="甲", contact_phone="13900005555",
+            category=__import__("merchants.models", fromlist=["MerchantCategory"]).MerchantCategory.DINING,
+            region="640104", address="地址", stores=[{"name": "店"}],
+            settlement={"method": "bank", "bank_name": "b", "account_name": "a", "account_number": "12345678"}))
+        service.add_document(s, actor, draft.public_id, io.BytesIO(PNG), "l.png", app.config["UPLOAD_FOLDER"])
+        service.submit_application(s, actor, draft.public_id)
+        app_id, reviewer_actor = draft.public_id, Actor.of(reviewer_user)
+    results, barrier = [], threading.Barrier(6)
+
+    def approve():
+        with Session(engine) as s:
+            barrier.wait()
+            try:
+                service.approve_application(s, reviewer_actor, app_id, comment=None, connect=DisabledConnect())
+                results.append("approved")
+            except DomainError as exc:
+                results.append(exc.code)
+
+    threads = [threading.Thread(target=approve) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["approved"] + ["invalid_state"] * 5, results
+    with Session(engine) as s:
+        assert len(s.scalars(select(Merchant).where(Merchant.name == "竞速商户")).all()) == 1
+
+
+def test_store_coordinates_are_kept_exactly(client, session):
+    applicant = sign_up(client, "geo-shop")
+    resp = client.post("/api/v1/merchant-applications", headers=applicant, json={
+        "name": "坐标店", "stores": [{"name": "店", "latitude": "38.487193", "longitude": "106.230909"}]})
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["stores"][0]["latitude"] == "38.487193"
+
+
+def test_bank_account_numbers_must_be_ascii_digits(client):
+    applicant = sign_up(client, "fullwidth-shop")
+    resp = client.post("/api/v1/merchant-applications", headers=applicant, json={
+        "name": "全角店", "settlement": {"method": "bank", "bank_name": "b", "account_name": "a",
+                                        "account_number": "１２３４５６７８９０"}})
+    assert resp.status_code == 422 and "settlement" in resp.get_json()["errors"]
+
+
+def test_reviewers_do_not_see_drafts_and_decided_conversations_close(client, session, cipher, app, reviewer):
+    draft = _app_in(session, cipher, app, ApplicationStatus.DRAFT)
+    listed = client.get("/api/v1/merchant-applications?limit=200", headers=reviewer).get_json()["data"]
+    assert draft.public_id not in [a["id"] for a in listed]
+    asked = client.get("/api/v1/merchant-applications?status=draft&limit=200", headers=reviewer).get_json()["data"]
+    assert draft.public_id in [a["id"] for a in asked]
+    decided = _app_in(session, cipher, app, ApplicationStatus.REJECTED)
+    resp = client.post(f"/api/v1/merchant-applications/{decided.public_id}/comments", headers=reviewer,
+                       json={"comment": "还有一事"})
+    assert resp.status_code == 409
+
+
+def test_a_terminated_merchant_takes_no_new_staff_or_store_changes(client, session, cipher, reviewer):
+    shop = f.merchant(session, cipher)
+    owner = f.bearer(session, f.user(session, Role.MERCHANT_OWNER, merchant_id=shop.id))
+    client.post(f"/api/v1/merchants/{shop.public_id}/terminate", headers=reviewer, json={"reason": "终止"})
+    staff = client.post(f"/api/v1/merchants/{shop.public_id}/staff", headers=owner,
+                        json={"username": "late-1", "password": "late-password", "role": "cashier"})
+    reopen = client.patch(f"/api/v1/stores/{shop.stores[0].public_id}", headers=owner, json={"status": "open"})
+    assert staff.status_code == reopen.status_code == 409
 
 
 def test_invalid_uscc_is_a_clear_422(client):
@@ -313,6 +419,15 @@ def test_stripe_settled_merchant_gets_a_connect_account_and_its_status_from_webh
     assert link.status_code == 201 and link.get_json()["url"].startswith("http")
     event = stripe_server.complete_onboarding(merchant.stripe_account_id, charges_enabled=True)
     body, headers = stripe_server.delivery(event)
+    assert client.post("/api/v1/webhooks/stripe", data=body, headers=headers).status_code == 200
+    session.expire_all()
+    assert session.get(Merchant, merchant.id).stripe_status == "enabled"
+    # An older event delivered late does not turn the clock back.
+    stale = stripe_server.emit("account.updated", stripe_server.get("accounts", merchant.stripe_account_id)
+                               | {"charges_enabled": False, "payouts_enabled": False, "details_submitted": False},
+                               account=merchant.stripe_account_id)
+    stale["created"] = event["created"] - 3600
+    body, headers = stripe_server.delivery(stale)
     assert client.post("/api/v1/webhooks/stripe", data=body, headers=headers).status_code == 200
     session.expire_all()
     assert session.get(Merchant, merchant.id).stripe_status == "enabled"

@@ -1,3 +1,4 @@
+import datetime as dt
 """Stripe: the official SDK against the Stripe-shaped test server, Connect onboarding, and the webhook endpoint."""
 
 import base64
@@ -331,7 +332,8 @@ def test_account_updated_calls_the_merchant_service_with_the_account_state(clien
     event = stripe_server.complete_onboarding(account.id)
     resp = deliver(client, *stripe_server.delivery(event))
     assert resp.get_json() == {"received": True, "handled": True}
-    assert calls == [(account.id, {"charges_enabled": False, "payouts_enabled": True, "details_submitted": True})]
+    assert calls == [(account.id, {"charges_enabled": False, "payouts_enabled": True, "details_submitted": True,
+                                   "as_of": dt.datetime.fromtimestamp(event["created"], dt.timezone.utc)})]
 
 
 def test_account_updated_marks_the_merchant_enabled(client, session, cipher, stripe_server, stripe_app_config, sdk):

@@ -15,14 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.auth import Actor, create_user
+from core.auth import SYSTEM, Actor, create_user
 from core.crypto import FieldCipher, mask_account_number, mask_phone
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, RuleViolation, ValidationFailed
 from core.ids import new_public_id
 from core.models import MERCHANT_ROLES, Role, User
 from core.pagination import Page, paginate
-from members.validators import InvalidValue, validate_phone, validate_region
+from members.validators import InvalidValue, region_prefix, validate_phone, validate_region
 from merchants.models import (Agreement, ApplicationComment, ApplicationDocument, ApplicationStatus, Merchant,
                               MerchantApplication, MerchantCategory, MerchantStatus, SettlementMethod, Store,
                               StoreStatus)
@@ -535,8 +535,6 @@ def directory_query(*, category: MerchantCategory | None = None, region: str | N
         query = query.where(Merchant.category == category)
     if region:
         try:
-            from members.validators import region_prefix
-
             query = query.where(Merchant.region.startswith(region_prefix(validate_region(region))))
         except InvalidValue as exc:
             raise ValidationFailed({"region": [str(exc)]}) from None
@@ -545,6 +543,16 @@ def directory_query(*, category: MerchantCategory | None = None, region: str | N
         query = query.where(Merchant.name.contains(term, autoescape=True)
                             | Merchant.address.contains(term, autoescape=True))
     return query
+
+
+def list_merchants(session: Session, actor: Actor, *, status: MerchantStatus | None, limit: int,
+                   cursor: str | None) -> Page:
+    """List every merchant, whatever its status, for union staff."""
+    _require(actor, *MERCHANT_ADMINS, Role.AUDITOR)
+    query = select(Merchant)
+    if status is not None:
+        query = query.where(Merchant.status == status)
+    return paginate(session, query, Merchant.id, limit=limit, cursor=cursor)
 
 
 def list_directory(session: Session, *, category=None, region=None, q=None, limit: int, cursor: str | None) -> Page:
@@ -593,8 +601,6 @@ def apply_stripe_account_update(session: Session, account_id: str, *, charges_en
     merchant.stripe_status = ("enabled" if charges_enabled and payouts_enabled
                               else "restricted" if details_submitted else "pending")
     if merchant.stripe_status != before["stripe_status"]:
-        from core.auth import SYSTEM
-
         audit.record(session, SYSTEM, "merchant.stripe_account_updated", "merchant", merchant.public_id,
                      before=before, after=merchant_snapshot(merchant))
 

@@ -289,9 +289,11 @@ def merchant_admin():
             flash(_("Choose an action."), "error")
         return redirect(url_for("merchants_pages.merchant_admin", status=request.args.get("status", "")))
     status = request.args.get("status") or None
-    query = service.select(service.Merchant)
-    if status in {s.value for s in MerchantStatus}:
-        query = query.where(service.Merchant.status == MerchantStatus(status))
-    page = service.paginate(db.session, query, service.Merchant.id, limit=100, cursor=request.args.get("cursor"))
+    wanted = MerchantStatus(status) if status in {s.value for s in MerchantStatus} else None
+    try:
+        page = service.list_merchants(db.session, actor, status=wanted, limit=100,
+                                      cursor=request.args.get("cursor") or None)
+    except DomainError:
+        page = service.Page([], None)
     return render_template("merchants/merchant_admin.html", page=page, status=status,
                            statuses=list(MerchantStatus), renewals=service.agreements_due(db.session, actor))

@@ -3,7 +3,7 @@ import re
 
 from sqlalchemy import select
 
-from core.models import Role, User
+from core.models import Role
 from merchants.models import Merchant
 from tests import factories as f
 
@@ -84,7 +84,7 @@ def test_an_unknown_category_on_the_form_is_a_clear_error(client, session):
 
 
 def test_portal_pages_keep_applicants_apart(client, session, cipher):
-    mine = f.user(session, Role.APPLICANT, username="mine-shop")
+    f.user(session, Role.APPLICANT, username="mine-shop")
     theirs = f.user(session, Role.APPLICANT, username="theirs-shop")
     from core.auth import Actor
     from merchants import service
@@ -95,7 +95,7 @@ def test_portal_pages_keep_applicants_apart(client, session, cipher):
     assert client.get(f"/portal/applications/{other_app.public_id}").status_code == 404
     assert client.get("/review/").status_code == 403
     assert client.get("/merchant/").status_code == 403
-    assert mine.role == Role.APPLICANT
+    assert client.get("/portal/").status_code == 200 and "别人家" not in client.get("/portal/").get_data(as_text=True)
 
 
 def test_directory_page_filters(client, session, cipher):
@@ -105,7 +105,6 @@ def test_directory_page_filters(client, session, cipher):
     assert "固原药房" in page and "银川饭庄" not in page
     page = client.get("/merchants/?region=640100").get_data(as_text=True)
     assert "银川饭庄" in page and "固原药房" not in page
-    assert session.scalar(select(User).limit(1)) is not None or True
 
 
 def test_union_staff_suspend_and_reinstate_from_the_console(client, session, cipher):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from flask import current_app, request, send_file, url_for
+from marshmallow import Schema, fields, validate
 
-from core import qr
+from core import emvco, qr
 from core.api import Blueprint
 from core.db import db
 from core.errors import TooManyAttempts
@@ -218,16 +219,51 @@ def store_pay_url(store_public_id: str) -> str:
     return base.rstrip("/") + url_for("merchants_pages.pay_page", store_id=store_public_id)
 
 
+def store_emvco_payload(store) -> str:
+    """Return the EMVCo merchant-presented payload of a store, for bank apps that read those codes."""
+    return emvco.merchant_presented_payload(store_public_id=store.public_id, merchant_name=store.merchant.name,
+                                            category=store.effective_category, region=store.merchant.region,
+                                            pay_url=store_pay_url(store.public_id))
+
+
+class StoreQrQuery(Schema):
+    variant = fields.Str(load_default="url", validate=validate.OneOf(("url", "emvco")),
+                         metadata={"description": "`url`: the pay-page URL (default); "
+                                                  "`emvco`: an EMVCo merchant-presented payload for bank apps"})
+
+
+class StoreEmvcoSchema(Schema):
+    store_id = fields.Str()
+    payload = fields.Str()
+    crc = fields.Str()
+
+
+def _usable_store(store_id: str):
+    """Return a store the caller may manage and whose QR code works now (404 if not theirs, 409 if off)."""
+    service.get_store(db.session, current_actor(), store_id)
+    return service.usable_store(db.session, store_id)
+
+
 @blp.route("/stores/<store_id>/qr.<any(svg, png):fmt>", methods=["GET"])
 @blp.auth(*STAFF, *ADMINS)
+@blp.arguments(StoreQrQuery, location="query")
 @blp.response(200, description="The store's QR code image")
-def store_qr(store_id, fmt):
-    """The store's static QR code (it leads to the store's pay page); refused while it takes no cards."""
-    service.get_store(db.session, current_actor(), store_id)
-    store = service.usable_store(db.session, store_id)
-    payload = store_pay_url(store.public_id)
+def store_qr(args, store_id, fmt):
+    """The store's static QR code (its pay page, or `variant=emvco`); refused while it takes no cards."""
+    store = _usable_store(store_id)
+    payload = store_emvco_payload(store) if args["variant"] == "emvco" else store_pay_url(store.public_id)
     data, mimetype = (qr.svg(payload), "image/svg+xml") if fmt == "svg" else (qr.png(payload), "image/png")
     return current_app.response_class(data, mimetype=mimetype, headers={"Cache-Control": "no-store"})
+
+
+@blp.route("/stores/<store_id>/emvco", methods=["GET"])
+@blp.auth(*STAFF, *ADMINS)
+@blp.response(200, StoreEmvcoSchema)
+def store_emvco(store_id):
+    """The store's EMVCo merchant-presented payload and its CRC; refused while it takes no cards."""
+    store = _usable_store(store_id)
+    payload = store_emvco_payload(store)
+    return {"store_id": store.public_id, "payload": payload, "crc": payload[-4:]}
 
 
 @blp.route("/merchants/<merchant_id>/staff", methods=["POST"])

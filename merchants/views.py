@@ -264,12 +264,15 @@ def dashboard():
 @bp.route("/merchant/stores/<store_id>/poster")
 @page_roles(Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER)
 def poster(store_id):
-    """A printable poster with the store's QR code."""
+    """A printable poster with the store's QR code, and a smaller EMVCo one for bank apps."""
     store = service.get_store(db.session, current_actor(), store_id)
-    from merchants.api import store_pay_url
+    from merchants.api import store_emvco_payload, store_pay_url
 
-    svg = qr.svg(store_pay_url(store.public_id)).decode() if store.accepts_cards() else None
-    return render_template("merchants/poster.html", store=store, qr_svg=svg)
+    svg = emvco_svg = None
+    if store.accepts_cards():
+        svg = qr.svg(store_pay_url(store.public_id)).decode()
+        emvco_svg = qr.svg(store_emvco_payload(store)).decode()
+    return render_template("merchants/poster.html", store=store, qr_svg=svg, emvco_svg=emvco_svg)
 
 
 @bp.route("/review/merchants/", methods=["GET", "POST"])

@@ -72,6 +72,7 @@ def create_app(config: dict | None = None) -> Flask:
 
 def _register_domains(app: Flask, api: Api) -> None:
     """Mount every domain's API blueprint, pages and commands (the one place that knows them all)."""
+    from cards import api as cards_api
     from members import api as members_api
     from members import cli as members_cli
     from members import views as members_pages
@@ -81,7 +82,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments import cli as payments_cli
     from payments import webhooks as payments_webhooks
 
-    for blueprint in (core_api, members_api.blp, merchants_api.blp, payments_api.blp, payments_webhooks.blp):
+    for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, payments_api.blp, payments_webhooks.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)

@@ -58,6 +58,13 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "MAX_LICENCE_BYTES": int(env.get("MAX_LICENCE_BYTES", 10 * 1024 * 1024)),
         "IMPORT_INLINE_ROWS": int(env.get("IMPORT_INLINE_ROWS", 5000)),
         "IMPORT_MAX_ROWS": int(env.get("IMPORT_MAX_ROWS", 200_000)),
+        # Cards: the issuer prefix of card numbers, PIN lockout, and member payment codes.
+        "CARD_PREFIX": env.get("CARD_PREFIX", "880064"),
+        "PIN_MAX_FAILURES": int(env.get("PIN_MAX_FAILURES", 5)),
+        "PIN_LOCKOUT_SECONDS": int(env.get("PIN_LOCKOUT_SECONDS", 1800)),
+        "PAYMENT_CODE_TTL_SECONDS": int(env.get("PAYMENT_CODE_TTL_SECONDS", 60)),
+        "PAYMENT_CODES_PER_MINUTE": int(env.get("PAYMENT_CODES_PER_MINUTE", 20)),
+        "CARD_ISSUANCE_INLINE": int(env.get("CARD_ISSUANCE_INLINE", 2000)),
         "JOBS_MODE": env.get("JOBS_MODE", ""),  # "rq", "thread" or "sync"; empty picks by REDIS_URL
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

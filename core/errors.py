@@ -85,8 +85,8 @@ class ValidationFailed(DomainError):
 class TooManyAttempts(DomainError):
     status, code, message = 429, "too_many_attempts", "Too many attempts; try again later."
 
-    def __init__(self, retry_after: int, message: str | None = None):
-        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
+    def __init__(self, retry_after: int, message: str | None = None, *, code: str | None = None):
+        super().__init__(message, code=code, headers={"Retry-After": str(max(1, int(retry_after)))})
         self.retry_after = retry_after
 
 

@@ -2,6 +2,7 @@
 
 import core.models  # noqa: F401
 import members.models  # noqa: F401
+import cards.models  # noqa: F401
 import payments.ledger.models  # noqa: F401
 import merchants.models  # noqa: F401
 import payments.models  # noqa: F401

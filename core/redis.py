@@ -21,6 +21,7 @@ class KeyValueStore(Protocol):
     def get(self, key: str) -> str | None: ...
     def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool: ...
     def delete(self, *keys: str) -> None: ...
+    def take(self, key: str) -> str | None: ...
     def ttl(self, key: str) -> int: ...
     def ping(self) -> bool: ...
 
@@ -78,6 +79,10 @@ class RedisStore:
         """Remove keys."""
         if keys:
             self._call(self.client.delete, *(self._k(k) for k in keys))
+
+    def take(self, key: str) -> str | None:
+        """Return a value and remove it in one step: of two callers, only one gets it."""
+        return self._call(self.client.getdel, self._k(key))
 
     def ttl(self, key: str) -> int:
         """Return the seconds a key has left (0 when absent)."""
@@ -148,6 +153,15 @@ class MemoryStore:
         with self._lock:
             for key in keys:
                 self._data.pop(self.prefix + key, None)
+
+    def take(self, key: str) -> str | None:
+        """Return a value and remove it in one step: of two callers, only one gets it."""
+        with self._lock:
+            item = self._live(key)
+            if item is None:
+                return None
+            del self._data[self.prefix + key]
+            return item[0]
 
     def ttl(self, key: str) -> int:
         """Return the seconds a key has left (0 when absent)."""

@@ -11,6 +11,7 @@ from payments.ledger.accounts import (
     get_account,
     get_or_create_account,
     open_account,
+    open_accounts,
 )
 from payments.ledger.models import (
     Account,
@@ -51,7 +52,7 @@ __all__ = [
     "StatementLine", "StatementPage", "Transaction", "TransactionStatus", "Transfer",
     "TrialBalance", "TrialBalanceRow", "VerifyReport",
     "balance", "balance_as_of", "close_account", "credit", "debit", "fold_deltas", "get_account",
-    "get_or_create_account", "hold", "open_account", "post", "post_many", "post_pending",
+    "get_or_create_account", "hold", "open_account", "open_accounts", "post", "post_many", "post_pending",
     "reverse", "statement", "take_snapshots", "trial_balance", "verify", "void_expired_holds",
     "void_pending",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -150,6 +150,43 @@ def open_account(
     if account is None:
         raise Conflict(f"Account {code} already exists.", code="account_exists")
     return account
+
+
+def open_accounts(
+    session: Session,
+    codes: Sequence[str],
+    *,
+    normal_side: NormalSide | str,
+    currency: str = "CNY",
+    allow_negative: bool = False,
+    owner_kind: str | None = None,
+) -> int:
+    """Open many single-balance accounts with the same settings in two statements; return how many.
+
+    For bulk work (a card purse for each of thousands of new cards). Codes already taken are
+    left as they are and not counted.
+    """
+    specs = [_spec(code, currency, normal_side, allow_negative, BalanceMode.SINGLE, None, owner_kind, None, None)
+             for code in codes]
+    if not specs:
+        return 0
+    now = utcnow()
+    stmt = (
+        dialect_insert(session, Account)
+        .values([{**spec, "status": AccountStatus.OPEN, "created_at": now} for spec in specs])
+        .on_conflict_do_nothing(index_elements=["code"])
+        .returning(Account.id)
+    )
+    ids = list(session.scalars(stmt))
+    if ids:
+        side = NormalSide(normal_side)
+        session.execute(
+            AccountBalance.__table__.insert(),
+            [{"account_id": account_id, "slice": 0, "normal_side": side, "allow_negative": bool(allow_negative),
+              "debits_posted": 0, "credits_posted": 0, "debits_pending": 0, "credits_pending": 0}
+             for account_id in ids],
+        )
+    return len(ids)
 
 
 def get_or_create_account(

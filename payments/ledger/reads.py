@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from typing import Sequence
 
 from sqlalchemy import case, func, literal, select, tuple_, union_all
 from sqlalchemy.orm import Session
@@ -128,7 +129,7 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
 
 def statement(
     session: Session,
-    account: Account | str,
+    account: Account | str | Sequence[Account | str],
     *,
     limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
@@ -136,15 +137,25 @@ def statement(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> StatementPage:
-    """Return one page of an account's posted transactions, each with the balance right after it."""
+    """Return one page of posted transactions, each with the balance right after it.
+
+    `account` may be several accounts of one currency and normal side (a card's purses): each
+    line is then a transaction's net effect on all of them, and the balance is their total.
+    """
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise ValidationFailed({"limit": ["Must be an integer."]})
     limit = max(1, min(limit, MAX_PAGE))
-    account = _account(session, account)
+    accounts = [_account(session, a) for a in (account if isinstance(account, (list, tuple)) else [account])]
+    if not accounts:
+        raise ValidationFailed({"account": ["Name at least one account."]})
+    first_account = accounts[0]
+    if any(a.currency != first_account.currency or a.normal_side != first_account.normal_side for a in accounts):
+        raise ValidationFailed({"account": ["A joint statement needs accounts of one currency and normal side."]})
+    label = ",".join(a.code for a in accounts)
     position = tuple_(Entry.created_at, Entry.transaction_id)
     query = (
         select(Entry.created_at, Entry.transaction_id, total(Entry.amount).label("amount"))
-        .where(Entry.account_id == account.id, Entry.is_hold.is_(False))
+        .where(Entry.account_id.in_([a.id for a in accounts]), Entry.is_hold.is_(False))
         .group_by(Entry.created_at, Entry.transaction_id)
     )
     if since is not None:
@@ -163,26 +174,28 @@ def statement(
     more = len(rows) > limit
     rows = rows[:limit]
     if not rows:
-        return StatementPage(account.code, account.currency, [], None)
+        return StatementPage(label, first_account.currency, [], None)
 
     txns = {
         t.id: t
         for t in session.execute(
-            select(Transaction.id, Transaction.public_id, Transaction.kind, Transaction.reference)
+            select(Transaction.id, Transaction.public_id, Transaction.kind, Transaction.reference, Transaction.meta)
             .where(Transaction.id.in_([r.transaction_id for r in rows]))
         )
     }
     first = rows[0]
-    running = _normal(account, _posted_through(session, account, first.created_at, first.transaction_id))
+    running = _normal(first_account, sum(
+        _posted_through(session, a, first.created_at, first.transaction_id) for a in accounts))
     lines = []
     for n, row in enumerate(rows):
-        amount = _normal(account, row.amount)
+        amount = _normal(first_account, row.amount)
         if n:
-            running = running + amount if not newest_first else running - _normal(account, rows[n - 1].amount)
+            running = running + amount if not newest_first else running - _normal(first_account, rows[n - 1].amount)
         txn = txns[row.transaction_id]
-        lines.append(StatementLine(txn.public_id, txn.kind, txn.reference, row.created_at, amount, running))
+        lines.append(StatementLine(txn.public_id, txn.kind, txn.reference, row.created_at, amount, running,
+                                   txn.meta or {}))
     next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].transaction_id) if more else None
-    return StatementPage(account.code, account.currency, lines, next_cursor)
+    return StatementPage(label, first_account.currency, lines, next_cursor)
 
 
 def _group_expression(session: Session):

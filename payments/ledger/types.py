@@ -76,6 +76,7 @@ class StatementLine:
     created_at: dt.datetime
     amount: int  # signed on the account's normal side: positive grows the balance
     balance: int  # the posted balance right after this line
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

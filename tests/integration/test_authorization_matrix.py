@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from cards import service as cards
 from core.auth import Actor
 from core.models import Role
 from merchants import service
@@ -37,9 +38,16 @@ def world(session, cipher, app):
     other_applicant = f.user(session, Role.APPLICANT)
     submitted = complete_application(session, cipher, app, other_applicant)
     service.submit_application(session, Actor.of(other_applicant), submitted.public_id)
+    own_card = cards.issue_card(session, cipher, f.PLATFORM, own_member.public_id, prefix="880064")
+    cards.change_state(session, Actor.of(users[Role.MEMBER]), own_card.public_id, "activate")
+    other_card = cards.issue_card(session, cipher, f.PLATFORM, other_member.public_id, prefix="880064")
+    fresh = f.member(session, cipher, tree["yc_base"], "新人")
+    run = cards.start_bulk_issuance(session, f.PLATFORM, tree["xq"].public_id)
+    other_run = cards.start_bulk_issuance(session, f.PLATFORM, tree["gy"].public_id)
     return {"tree": tree, "own": own_member, "other": other_member, "headers": headers, "shop": shop,
             "other_shop": other_shop, "draft": draft, "doc": draft.documents[0], "submitted": submitted,
-            "cashier": users[Role.MERCHANT_CASHIER]}
+            "cashier": users[Role.MERCHANT_CASHIER], "card": own_card, "other_card": other_card, "fresh": fresh,
+            "run": run, "other_run": other_run}
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -69,6 +77,8 @@ STAFF = {Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER}
 MERCHANT_ADMINS = {Role.MERCHANT_REVIEWER, Role.UNION_ADMIN}
 REVIEWER = {Role.MERCHANT_REVIEWER}
 APPLICANT = {Role.APPLICANT}
+MEMBER = {Role.MEMBER}
+CARD_READERS = {Role.MEMBER, Role.UNION_ADMIN, Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}
 
 
 def app_url(key, suffix=""):
@@ -77,6 +87,10 @@ def app_url(key, suffix=""):
 
 def shop_url(suffix=""):
     return lambda w: f"/api/v1/merchants/{w['shop'].public_id}{suffix}"
+
+
+def card_url(suffix=""):
+    return lambda w: f"/api/v1/cards/{w['card'].public_id}{suffix}"
 
 
 def upload_png(w):
@@ -134,6 +148,11 @@ ENDPOINTS = [
      STAFF | MERCHANT_ADMINS, 200),
     ("store qr png", "get", lambda w: f"/api/v1/stores/{w['shop'].stores[0].public_id}/qr.png", None,
      STAFF | MERCHANT_ADMINS, 200),
+    ("store qr png emvco", "get",
+     lambda w: f"/api/v1/stores/{w['shop'].stores[0].public_id}/qr.png?variant=emvco", None,
+     STAFF | MERCHANT_ADMINS, 200),
+    ("store emvco payload", "get", lambda w: f"/api/v1/stores/{w['shop'].stores[0].public_id}/emvco", None,
+     STAFF | MERCHANT_ADMINS, 200),
     ("add staff", "post", shop_url("/staff"),
      lambda w: {"json": {"username": f"cashier-{f.next_id()}", "password": "a-long-password", "role": "cashier"}},
      {Role.MERCHANT_OWNER}, 201),
@@ -145,6 +164,27 @@ ENDPOINTS = [
      {Role.MERCHANT_OWNER}, 422),
     ("agreement renewals", "get", lambda w: "/api/v1/agreements/renewals", None,
      MERCHANT_ADMINS | {Role.AUDITOR}, 200),
+    ("issue card", "post", lambda w: "/api/v1/cards", lambda w: {"json": {"member_id": w["fresh"].public_id}},
+     ADMIN_OK, 201),
+    ("list cards", "get", lambda w: "/api/v1/cards", None, CARD_READERS, 200),
+    ("get card", "get", card_url(), None, CARD_READERS, 200),
+    ("card number", "get", card_url("/number"), None, MEMBER, 200),
+    ("activate card", "post", card_url("/activate"), None, MEMBER | ADMIN_OK, 409),
+    ("freeze card", "post", card_url("/freeze"), None, MEMBER | ADMIN_OK, 200),
+    ("unfreeze card", "post", card_url("/unfreeze"), None, MEMBER | ADMIN_OK, 409),
+    ("report card lost", "post", card_url("/report-lost"), None, MEMBER | ADMIN_OK, 200),
+    ("replace card", "post", card_url("/replace"), None, MEMBER | ADMIN_OK, 201),
+    ("cancel card", "post", card_url("/cancel"), None, ADMIN_OK, 200),
+    ("set pin", "put", card_url("/pin"), lambda w: {"json": {"pin": "583920"}}, MEMBER, 204),
+    ("card balances", "get", card_url("/balances"), None, CARD_READERS, 200),
+    ("card transactions", "get", card_url("/transactions"), None, CARD_READERS, 200),
+    ("payment code", "post", card_url("/payment-codes"), None, MEMBER, 201),
+    ("payment code image", "get", card_url("/payment-codes/881234567890123452.svg"), None, MEMBER, 404),
+    ("bulk issuance", "post", lambda w: "/api/v1/card-issuances",
+     lambda w: {"json": {"union_id": w["tree"]["yc_base"].public_id}}, ADMIN_OK, 201),
+    ("get bulk issuance", "get", lambda w: f"/api/v1/card-issuances/{w['run'].public_id}", None, ADMIN_OK, 200),
+    ("resume bulk issuance", "post", lambda w: f"/api/v1/card-issuances/{w['run'].public_id}/resume", None,
+     ADMIN_OK, 409),
     ("ledger verify", "get", lambda w: "/api/v1/ledger/verify", None,
      {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
     ("trial balance", "get", lambda w: "/api/v1/ledger/trial-balance", None,
@@ -174,11 +214,26 @@ CROSS_TENANT = [
     ("get", lambda w: f"/api/v1/unions/{w['tree']['gy'].public_id}", None),
     ("get", lambda w: f"/api/v1/members?union_id={w['tree']['gy'].public_id}", None),
     ("get", lambda w: f"/api/v1/unions?parent_id={w['tree']['gy'].public_id}", None),
+    ("post", lambda w: "/api/v1/cards", {"json": {"member_id": "mem_x"}}),
+    ("get", lambda w: f"/api/v1/cards?member_id={w['other'].public_id}", None),
+    ("get", lambda w: f"/api/v1/cards?union_id={w['tree']['gy'].public_id}", None),
+    ("get", lambda w: f"/api/v1/cards/{w['other_card'].public_id}", None),
+    ("get", lambda w: f"/api/v1/cards/{w['other_card'].public_id}/balances", None),
+    ("get", lambda w: f"/api/v1/cards/{w['other_card'].public_id}/transactions", None),
+    ("post", lambda w: f"/api/v1/cards/{w['other_card'].public_id}/activate", None),
+    ("post", lambda w: f"/api/v1/cards/{w['other_card'].public_id}/freeze", None),
+    ("post", lambda w: f"/api/v1/cards/{w['other_card'].public_id}/report-lost", None),
+    ("post", lambda w: f"/api/v1/cards/{w['other_card'].public_id}/replace", None),
+    ("post", lambda w: f"/api/v1/cards/{w['other_card'].public_id}/cancel", None),
+    ("post", lambda w: "/api/v1/card-issuances", lambda w: {"json": {"union_id": w["tree"]["gy"].public_id}}),
+    ("get", lambda w: f"/api/v1/card-issuances/{w['other_run'].public_id}", None),
+    ("post", lambda w: f"/api/v1/card-issuances/{w['other_run'].public_id}/resume", None),
 ]
 
 
 @pytest.mark.parametrize("method, url, kwargs", CROSS_TENANT)
 def test_scoped_admin_gets_404_for_another_unions_objects(client, world, method, url, kwargs):
+    kwargs = kwargs(world) if callable(kwargs) else kwargs
     resp = getattr(client, method)(url(world), headers=world["headers"][Role.UNION_ADMIN], **(kwargs or {}))
     assert resp.status_code == 404 and resp.get_json()["error"] == "not_found"
 
@@ -187,6 +242,8 @@ OTHER_SHOP = [
     ("get", lambda w: f"/api/v1/merchants/{w['other_shop'].public_id}/account", None),
     ("get", lambda w: f"/api/v1/merchants/{w['other_shop'].public_id}/stores", None),
     ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/qr.svg", None),
+    ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/qr.png?variant=emvco", None),
+    ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/emvco", None),
 ]
 OTHER_SHOP_OWNER_ONLY = [
     ("post", lambda w: f"/api/v1/merchants/{w['other_shop'].public_id}/stores", {"json": {"name": "x"}}),
@@ -228,6 +285,22 @@ def test_member_gets_404_for_another_members_record(client, world):
     assert resp.status_code == 404
 
 
+OTHER_MEMBERS_CARD = ["", "/number", "/balances", "/transactions", "/activate", "/freeze", "/unfreeze",
+                      "/report-lost", "/replace", "/pin", "/payment-codes", "/payment-codes/881234567890123452.png"]
+
+
+@pytest.mark.parametrize("suffix", OTHER_MEMBERS_CARD)
+def test_a_member_gets_404_for_another_members_card(client, world, suffix):
+    url = f"/api/v1/cards/{world['other_card'].public_id}{suffix}"
+    if suffix == "/pin":
+        resp = client.put(url, json={"pin": "583920"}, headers=world["headers"][Role.MEMBER])
+    elif suffix in ("", "/number", "/balances", "/transactions") or suffix.endswith(".png"):
+        resp = client.get(url, headers=world["headers"][Role.MEMBER])
+    else:
+        resp = client.post(url, headers=world["headers"][Role.MEMBER])
+    assert resp.status_code == 404 and resp.get_json()["error"] == "not_found"
+
+
 def test_every_api_endpoint_declares_who_may_call_it(app):
     undeclared = []
     for rule in app.url_map.iter_rules():
@@ -261,6 +334,15 @@ def test_every_endpoint_in_the_matrix_is_covered(app):
                "/api/v1/merchants/<merchant_id>/terminate", "/api/v1/merchants/<merchant_id>/reinstate",
                "/api/v1/merchants/<merchant_id>/stores", "/api/v1/stores/<store_id>",
                "/api/v1/stores/<store_id>/qr.<any(svg, png):fmt>", "/api/v1/merchants/<merchant_id>/staff",
+               "/api/v1/stores/<store_id>/emvco",
+               "/api/v1/cards", "/api/v1/cards/<card_id>", "/api/v1/cards/<card_id>/number",
+               "/api/v1/cards/<card_id>/activate", "/api/v1/cards/<card_id>/freeze",
+               "/api/v1/cards/<card_id>/unfreeze", "/api/v1/cards/<card_id>/report-lost",
+               "/api/v1/cards/<card_id>/replace", "/api/v1/cards/<card_id>/cancel", "/api/v1/cards/<card_id>/pin",
+               "/api/v1/cards/<card_id>/balances", "/api/v1/cards/<card_id>/transactions",
+               "/api/v1/cards/<card_id>/payment-codes",
+               "/api/v1/cards/<card_id>/payment-codes/<code>.<any(svg, png):fmt>",
+               "/api/v1/card-issuances", "/api/v1/card-issuances/<run_id>", "/api/v1/card-issuances/<run_id>/resume",
                "/api/v1/merchants/<merchant_id>/staff/<user_id>",
                "/api/v1/merchants/<merchant_id>/stripe/onboarding-link", "/api/v1/agreements/renewals",
                # public: anyone may sign up and read the directory

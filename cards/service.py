@@ -620,7 +620,8 @@ def get_issuance(session: Session, actor: Actor, run_id: str) -> CardIssuanceRun
 def run_bulk_issuance(session: Session, cipher: FieldCipher, run_id: str, *, prefix: str,
                       chunk: int = ISSUANCE_CHUNK) -> CardIssuanceRun:
     """Work through a run in committed chunks from where it stopped; safe to start twice."""
-    run = session.scalar(select(CardIssuanceRun).where(CardIssuanceRun.public_id == run_id).with_for_update())
+    run = session.scalar(select(CardIssuanceRun).where(CardIssuanceRun.public_id == run_id)
+                         .with_for_update(of=CardIssuanceRun))
     if run is None:
         raise NotFound("No such issuance run.")
     if run.status == IssuanceStatus.COMPLETED:
@@ -633,7 +634,8 @@ def run_bulk_issuance(session: Session, cipher: FieldCipher, run_id: str, *, pre
     actor = Actor(run.created_by_id, "card-issuance", Role.UNION_ADMIN)
     try:
         while True:
-            run = session.scalar(select(CardIssuanceRun).where(CardIssuanceRun.id == run.id).with_for_update())
+            run = session.scalar(select(CardIssuanceRun).where(CardIssuanceRun.id == run.id)
+                                 .with_for_update(of=CardIssuanceRun).execution_options(populate_existing=True))
             member_ids = list(session.scalars(_eligible(union).where(Member.id > run.cursor)
                                               .order_by(Member.id).limit(chunk)))
             if not member_ids:

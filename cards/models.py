@@ -53,9 +53,8 @@ class Card(Base):
     closed_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    member: Mapped[Member] = relationship(lazy="joined")
-    purses: Mapped[list["Purse"]] = relationship(back_populates="card", lazy="selectin",
-                                                 order_by="Purse.id")
+    member: Mapped[Member] = relationship()
+    purses: Mapped[list["Purse"]] = relationship(back_populates="card", order_by="Purse.id")
     replaces: Mapped["Card | None"] = relationship(remote_side="Card.id", foreign_keys=[replaces_id])
 
     @property

@@ -535,21 +535,19 @@ class PaymentCodes:
             raise RuleViolation("That is not a member payment code.", code="invalid_payment_code")
         slot = self._slot(code)
         try:
-            raw = self.store.take(f"paycode:{slot}")
+            raw = self.store.take(f"paycode:{slot}", mark=(f"paycode:used:{slot}", consumer, self.USED_TTL))
             if raw is not None:
                 card_public_id = json.loads(raw)["card"]
-                self.store.set(f"paycode:used:{slot}", json.dumps({"by": consumer, "card": card_public_id}),
-                               self.USED_TTL)
             else:
                 used = self.store.get(f"paycode:used:{slot}")
                 if used is None:
-                    raise RuleViolation("This payment code has expired; ask the member to show a new one.",
-                                        code="payment_code_expired")
-                mark = json.loads(used)
-                if mark["by"] != consumer:
+                    raise RuleViolation("This payment code has expired or is not valid; ask the member to show "
+                                        "a new one.", code="payment_code_expired")
+                by, _, record = used.rpartition("\n")
+                if by != consumer:
                     raise RuleViolation("This payment code has already been used; ask the member to show a new one.",
                                         code="payment_code_used")
-                card_public_id = mark["card"]
+                card_public_id = json.loads(record)["card"]
         except StoreUnavailable:
             raise ServiceUnavailable("Payment codes cannot be checked for a moment; try again.") from None
         card = session.scalar(select(Card).where(Card.public_id == card_public_id))
@@ -673,10 +671,10 @@ def _issue_chunk(session: Session, cipher: FieldCipher, actor: Actor, run: CardI
              "frozen_by_staff": False, "issued_by_id": actor.user_id, "issued_at": now, "updated_at": now}
             for member_id in member_ids]
     # A member who got a card meanwhile (or a number drawn twice) is skipped, not failed.
-    inserted = session.execute(
-        dialect_insert(session, Card).values(rows).on_conflict_do_nothing().returning(Card.id, Card.public_id,
-                                                                                      Card.number_masked,
-                                                                                      Card.member_id)).all()
+    table = Card.__table__
+    stmt = (dialect_insert(session, table).on_conflict_do_nothing()
+            .returning(table.c.id, table.c.public_id, table.c.number_masked, table.c.member_id))
+    inserted = session.execute(stmt, rows).all()
     if not inserted:
         return 0
     codes = [general_account(r.public_id) for r in inserted]

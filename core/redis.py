@@ -21,7 +21,7 @@ class KeyValueStore(Protocol):
     def get(self, key: str) -> str | None: ...
     def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool: ...
     def delete(self, *keys: str) -> None: ...
-    def take(self, key: str) -> str | None: ...
+    def take(self, key: str, *, mark: tuple[str, str, int] | None = None) -> str | None: ...
     def ttl(self, key: str) -> int: ...
     def ping(self) -> bool: ...
 
@@ -31,6 +31,13 @@ _DECR_SCRIPT = """
 local value = tonumber(redis.call('get', KEYS[1]) or '0')
 if value <= 0 then return 0 end
 return redis.call('decr', KEYS[1])
+"""
+
+
+_TAKE_SCRIPT = """
+local value = redis.call('getdel', KEYS[1])
+if value then redis.call('set', KEYS[2], ARGV[1] .. '\\n' .. value, 'EX', ARGV[2]) end
+return value
 """
 
 
@@ -80,9 +87,16 @@ class RedisStore:
         if keys:
             self._call(self.client.delete, *(self._k(k) for k in keys))
 
-    def take(self, key: str) -> str | None:
-        """Return a value and remove it in one step: of two callers, only one gets it."""
-        return self._call(self.client.getdel, self._k(key))
+    def take(self, key: str, *, mark: tuple[str, str, int] | None = None) -> str | None:
+        """Return a value and remove it in one step: of two callers, only one gets it.
+
+        With `mark` (key, note, ttl), the same step leaves `note + "\n" + value` under that key, so
+        later callers can learn who took it.
+        """
+        if mark is None:
+            return self._call(self.client.getdel, self._k(key))
+        mark_key, note, ttl = mark
+        return self._call(self.client.eval, _TAKE_SCRIPT, 2, self._k(key), self._k(mark_key), note, ttl)
 
     def ttl(self, key: str) -> int:
         """Return the seconds a key has left (0 when absent)."""
@@ -154,13 +168,16 @@ class MemoryStore:
             for key in keys:
                 self._data.pop(self.prefix + key, None)
 
-    def take(self, key: str) -> str | None:
-        """Return a value and remove it in one step: of two callers, only one gets it."""
+    def take(self, key: str, *, mark: tuple[str, str, int] | None = None) -> str | None:
+        """Return a value and remove it in one step: of two callers, only one gets it (see RedisStore)."""
         with self._lock:
             item = self._live(key)
             if item is None:
                 return None
             del self._data[self.prefix + key]
+            if mark is not None:
+                mark_key, note, ttl = mark
+                self._data[self.prefix + mark_key] = (f"{note}\n{item[0]}", self._clock() + ttl)
             return item[0]
 
     def ttl(self, key: str) -> int:

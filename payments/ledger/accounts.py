@@ -171,13 +171,14 @@ def open_accounts(
     if not specs:
         return 0
     now = utcnow()
-    stmt = (
-        dialect_insert(session, Account)
-        .values([{**spec, "status": AccountStatus.OPEN, "created_at": now} for spec in specs])
-        .on_conflict_do_nothing(index_elements=["code"])
-        .returning(Account.id)
-    )
-    ids = list(session.scalars(stmt))
+    table = Account.__table__
+    rows = [{"code": spec["code"], "currency": spec["currency"], "normal_side": spec["normal_side"],
+             "allow_negative": spec["allow_negative"], "mode": spec["mode"], "slices": 1,
+             "owner_kind": spec["owner_kind"], "owner_id": None, "metadata": spec["meta"],
+             "status": AccountStatus.OPEN, "created_at": now} for spec in specs]
+    # One statement executed for many rows: SQLAlchemy batches them into multi-row INSERTs.
+    stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["code"]).returning(table.c.id)
+    ids = list(session.execute(stmt, rows).scalars())
     if ids:
         side = NormalSide(normal_side)
         session.execute(

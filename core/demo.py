@@ -98,8 +98,33 @@ def load_demo(session, cipher, members_per_union: int = 40, seed: int = 2026) ->
     create_user(session, username="member", password=DEMO_PASSWORD, role=Role.MEMBER,
                 display_name=first_member.name, member_id=first_member.id)
     session.commit()
+    _demo_cards(session, cipher, root_actor, federation)
     _demo_merchants(session, cipher)
     session.commit()
+
+
+DEMO_PIN = "258369"
+
+
+def _demo_cards(session, cipher, admin: Actor, federation: Union) -> None:
+    """Issue every member a card in one bulk run; most are activated, a few frozen; the demo member has a PIN."""
+    from cards import service as cards
+    from cards.models import Card
+
+    rng = random.Random(7)
+    prefix = current_app.config["CARD_PREFIX"]
+    run = cards.start_bulk_issuance(session, admin, federation.public_id)
+    cards.run_bulk_issuance(session, cipher, run.public_id, prefix=prefix)
+    demo_user = session.scalar(select(User).where(User.username == "member"))
+    for card in session.scalars(select(Card).order_by(Card.id)).all():
+        owner = card.member_id == demo_user.member_id
+        if owner or rng.random() < 0.85:
+            cards.change_state(session, admin, card.public_id, "activate")
+            if not owner and rng.random() < 0.03:
+                cards.change_state(session, admin, card.public_id, "freeze")
+    card = cards.live_card_of(session, demo_user.member_id)
+    guard = cards.PinGuard(current_app.extensions["kv"], max_failures=5, lockout=1800)
+    cards.set_pin(session, cipher, guard, Actor.of(demo_user), card.public_id, pin=DEMO_PIN, current_pin=None)
 
 
 DEMO_MERCHANTS = [
@@ -162,7 +187,7 @@ def demo_command(members_per_union: int) -> None:
     click.echo(f"  {'admin':<18} {'union_admin':<18} whole platform")
     for username, role, _display, _region, note in DEMO_STAFF:
         click.echo(f"  {username:<18} {role.value:<18} {note}")
-    click.echo(f"  {'member':<18} {'member':<18} a member of 兴庆区 with a record")
+    click.echo(f"  {'member':<18} {'member':<18} a member of 兴庆区 with an active card (PIN {DEMO_PIN})")
     click.echo(f"  {'shop-owner':<18} {'merchant_owner':<18} 塞上江南餐厅 (two stores)")
     click.echo(f"  {'shop-cashier':<18} {'merchant_cashier':<18} the till at 塞上江南餐厅")
     click.echo(f"  {'applicant':<18} {'applicant':<18} 吴忠早茶铺, an application waiting in the review queue")

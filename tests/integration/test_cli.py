@@ -51,6 +51,15 @@ def test_demo_loads_a_realistic_data_set_once(runner, session):
     roles = set(session.scalars(select(User.role)).all())
     assert {r.value for r in roles} >= {"union_admin", "merchant_reviewer", "finance_maker", "finance_approver",
                                          "auditor", "member"}
+    # Every member holds a card; the demo member's is active with a PIN.
+    from cards.models import Card, CardStatus
+
+    assert session.scalar(select(func.count(Card.id))) == members
+    assert session.scalar(select(func.count(Card.id)).where(Card.status == CardStatus.ACTIVE)) >= members // 2
+    demo_member = session.scalar(select(User).where(User.username == "member"))
+    demo_card = session.scalar(select(Card).where(Card.member_id == demo_member.member_id))
+    assert demo_card.status == CardStatus.ACTIVE and demo_card.pin_hash
+    assert "PIN" in result.output
     again = runner.invoke(args=["demo"])
     assert again.exit_code == 0 and "already loaded" in again.output
     assert session.scalar(select(func.count(Member.id))) == members

@@ -381,6 +381,23 @@ def open_restricted_purse(session: Session, card: Card, *, program_id: str, labe
     return _open_purse(session, card, PurseKind.RESTRICTED, program_id, label, categories, expires_at)
 
 
+def spending_order(card: Card, category: str, now: dt.datetime) -> list[Purse]:
+    """Return the purses that may pay a merchant of `category` now, in the order they are drawn on:
+    restricted aid purses that allow the category, soonest expiry first (never-expiring last), then
+    the general purse. Expired or closed purses are left out."""
+    restricted, general = [], []
+    for purse in card.purses:
+        if purse.closed_at is not None:
+            continue
+        if purse.kind == PurseKind.GENERAL:
+            general.append(purse)
+        elif purse.allows(category) and (purse.expires_at is None or purse.expires_at > now):
+            restricted.append(purse)
+    far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    restricted.sort(key=lambda p: (p.expires_at or far, p.id))
+    return restricted + general
+
+
 def card_statement(session: Session, card: Card, *, limit: int, cursor: str | None) -> ledger.StatementPage:
     """Return a page of the card's transactions across all its purses, newest first."""
     return ledger.statement(session, [p.account_code for p in card.purses], limit=limit, cursor=cursor,

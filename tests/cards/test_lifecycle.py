@@ -226,3 +226,22 @@ def test_a_member_reading_another_members_card_gets_404(client, world):
         assert client.get(f"/api/v1/cards/{card['id']}{path}", headers=world["h"]["cashier"]).status_code == 403
         for who in ("owner", "admin", "finance", "auditor"):
             assert client.get(f"/api/v1/cards/{card['id']}{path}", headers=world["h"][who]).status_code == 200
+
+
+def test_purses_are_drawn_restricted_first_soonest_expiry_first_then_general(client, session, world):
+    import datetime as dt
+
+    card = active_card(client, world)
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    fund(session, card["id"], 100)
+    fund(session, card["id"], 200, program_id="prg_late", categories=["pharmacy"], expires_at=now + dt.timedelta(days=90))
+    fund(session, card["id"], 300, program_id="prg_soon", categories=["pharmacy", "dining"],
+         expires_at=now + dt.timedelta(days=10))
+    fund(session, card["id"], 400, program_id="prg_forever", categories=["pharmacy"])
+    fund(session, card["id"], 500, program_id="prg_gone", categories=["pharmacy"], expires_at=now - dt.timedelta(days=1))
+    fund(session, card["id"], 600, program_id="prg_books", categories=["culture_sport"])
+    row = session.scalar(select(Card).where(Card.public_id == card["id"]))
+    order = [p.program_id for p in service.spending_order(row, "pharmacy", now)]
+    assert order == ["prg_soon", "prg_late", "prg_forever", None]
+    assert [p.program_id for p in service.spending_order(row, "dining", now)] == ["prg_soon", None]
+    assert [p.program_id for p in service.spending_order(row, "travel", now)] == [None]

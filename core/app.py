@@ -73,6 +73,7 @@ def create_app(config: dict | None = None) -> Flask:
 def _register_domains(app: Flask, api: Api) -> None:
     """Mount every domain's API blueprint, pages and commands (the one place that knows them all)."""
     from cards import api as cards_api
+    from cards import views as cards_pages
     from members import api as members_api
     from members import cli as members_cli
     from members import views as members_pages
@@ -88,6 +89,7 @@ def _register_domains(app: Flask, api: Api) -> None:
         csrf.exempt(blueprint)
     app.register_blueprint(core_pages)
     app.register_blueprint(members_pages.bp)
+    app.register_blueprint(cards_pages.bp)
     app.register_blueprint(merchants_pages.bp)
     app.cli.add_command(members_cli.cli)
     payments_cli.register(app)

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from cards import service as cards
 from core.auth import Actor
 from core.models import MERCHANT_ROLES, Role
 from members import service
@@ -13,15 +14,25 @@ from tests import factories as f
 ANON = "anonymous"
 READERS = {Role.UNION_ADMIN, Role.AUDITOR}
 ADMINS = {Role.UNION_ADMIN}
+MEMBERS = {Role.MEMBER}
 PAGES = [
     ("search", lambda w: "/console/members/", READERS),
     ("member", lambda w: f"/console/members/{w['member'].public_id}", READERS),
     ("import form", lambda w: "/console/members/import", ADMINS),
     ("import status", lambda w: f"/console/members/imports/{w['import'].public_id}", ADMINS),
     ("import progress", lambda w: f"/console/members/imports/{w['import'].public_id}/progress", ADMINS),
+    ("card issuance", lambda w: "/console/cards/issuance", READERS),
+    ("card issuance preview", lambda w: f"/console/cards/issuance?union_id={w['tree']['yc_base'].public_id}", READERS),
+    ("card issuance run", lambda w: f"/console/cards/issuance/{w['run'].public_id}", READERS),
+    ("card issuance progress", lambda w: f"/console/cards/issuance/{w['run'].public_id}/progress", READERS),
+    ("my card", lambda w: "/card/", MEMBERS),
 ]
 # The pages that show one object: a scoped admin of another subtree must not learn it exists.
-OBJECT_PAGES = [page for page in PAGES if page[0] in {"member", "import status", "import progress"}]
+OBJECT_PAGES = [page for page in PAGES if page[0] in {"member", "import status", "import progress",
+                                                      "card issuance preview", "card issuance run",
+                                                      "card issuance progress"}]
+# The console's card actions: union admins only (auditors read), by POST with the CSRF token.
+CARD_ACTIONS = ["freeze", "report-lost", "cancel", "replace"]
 
 
 def sign_in(client, username):
@@ -39,7 +50,9 @@ def world(session, cipher, app):
     csv_text = f"name,id_number,phone,union_id\n甲,{f.unique_id_number()},13900000001,{tree['yc_base'].public_id}\n"
     imp = service.start_import(session, Actor.of(yc_admin), io.BytesIO(csv_text.encode()), "m.csv",
                                app.config["UPLOAD_FOLDER"], 100)
-    return {"tree": tree, "member": member, "import": imp, "yc_admin": yc_admin}
+    run = cards.start_bulk_issuance(session, Actor.of(yc_admin), tree["yc_base"].public_id)
+    card = cards.issue_card(session, cipher, Actor.of(yc_admin), member.public_id, prefix="880064")
+    return {"tree": tree, "member": member, "import": imp, "yc_admin": yc_admin, "run": run, "card": card}
 
 
 def user_for(session, cipher, world, role):
@@ -78,5 +91,38 @@ def test_a_scoped_admin_gets_404_for_another_subtrees_objects(client, session, w
 
 def test_a_platform_admin_sees_every_subtree(client, session, world):
     sign_in(client, f.user(session, Role.UNION_ADMIN).username)
-    for _name, url, _allowed in PAGES:
-        assert client.get(url(world)).status_code == 200
+    for _name, url, allowed in PAGES:
+        if Role.UNION_ADMIN in allowed:
+            assert client.get(url(world)).status_code == 200
+
+
+def csrf_token(client) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+
+
+@pytest.mark.parametrize("role", list(Role) + [ANON], ids=lambda r: getattr(r, "value", r))
+@pytest.mark.parametrize("action", CARD_ACTIONS)
+def test_card_actions_matrix(client, session, cipher, world, action, role):
+    if role != ANON:
+        sign_in(client, user_for(session, cipher, world, role).username)
+    card = world["card"]
+    resp = client.post(f"/console/cards/{card.public_id}/{action}", data={"csrf_token": csrf_token(client)})
+    if role == ANON:
+        assert resp.status_code == 302 and resp.headers["Location"].startswith("/login?next=")
+    elif role == Role.UNION_ADMIN:
+        assert resp.status_code == 302 and resp.headers["Location"].endswith(world["member"].public_id)
+    else:
+        assert resp.status_code == 403 and resp.mimetype == "text/html"
+    issue = client.post("/console/cards/issue", data={"member_id": world["member"].public_id,
+                                                      "csrf_token": csrf_token(client)})
+    assert issue.status_code == {ANON: 302, Role.UNION_ADMIN: 302}.get(role, 403)
+
+
+@pytest.mark.parametrize("action", CARD_ACTIONS)
+def test_a_scoped_admin_gets_404_for_another_subtrees_cards(client, session, world, action):
+    sign_in(client, f.user(session, Role.UNION_ADMIN, union=world["tree"]["gy"]).username)
+    card = world["card"]
+    resp = client.post(f"/console/cards/{card.public_id}/{action}", data={"csrf_token": csrf_token(client)})
+    assert resp.status_code == 404 and card.number_masked not in resp.get_data(as_text=True)
+    assert client.post("/console/cards/issue", data={"member_id": world["member"].public_id,
+                                                     "csrf_token": csrf_token(client)}).status_code == 404

@@ -1,0 +1,145 @@
+"""A member opens their card on a phone in Chromium: balances in yuan, the full number on request, a live
+payment code that renews itself, then the same pages in English."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import uuid
+
+import pytest
+from werkzeug.serving import make_server
+
+from cards import service
+from cards.api import payment_codes, pin_guard
+from cards.models import Card
+from cards.numbers import group_digits, looks_like_payment_code
+from core import create_app
+from core.auth import Actor, create_user
+from core.db import db, utcnow
+from core.jobs import jobs
+from core.models import Role
+from tests import factories as f
+from tests.cards.conftest import fund
+from tests.conftest import ENV_REDIS_URL, scratch_database
+from tests.e2e.conftest import PASSWORD, shot
+
+PIN = "583920"
+
+
+@pytest.fixture(scope="module")
+def card_server(tmp_path_factory):
+    """A live server of its own (the test sets up its data through the app) with a member whose card is
+    active, has a PIN and money on it."""
+    # The app binds the process-wide database handle and job runner to itself: give them back afterwards.
+    previous = (db.engine, db.factory, getattr(jobs, "mode", None))
+    with scratch_database(tmp_path_factory, "uc_e2e_card") as url:
+        instance = tmp_path_factory.mktemp("e2e-card-instance")
+        app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url, "REDIS_URL": ENV_REDIS_URL,
+                          "REDIS_PREFIX": f"uce2e:{uuid.uuid4().hex[:8]}:", "UPLOAD_FOLDER": str(instance / "up"),
+                          "SECRET_KEY": "e2e-card-secret", "DATA_KEY": "e2e-card-data-key", "JOBS_MODE": "thread",
+                          "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 1024})
+        with app.app_context():
+            session, cipher = db.session, app.extensions["cipher"]
+            tree = f.org_tree(session)
+            member = f.member(session, cipher, tree["yc_base"], "马丽", phone="13987654321")
+            user = create_user(session, username="e2e-member", password=PASSWORD, role=Role.MEMBER,
+                               member_id=member.id, display_name="马丽")
+            session.commit()
+            card = service.issue_card(session, cipher, f.PLATFORM, member.public_id, prefix=app.config["CARD_PREFIX"])
+            owner = Actor.of(user)
+            service.change_state(session, owner, card.public_id, "activate")
+            service.set_pin(session, cipher, pin_guard(), owner, card.public_id, pin=PIN, current_pin=None)
+            fund(session, card.public_id, 12345)
+            fund(session, card.public_id, 50000, program_id="prg_e2e_hardship", categories=["pharmacy", "supermarket"],
+                 expires_at=utcnow() + dt.timedelta(days=12))
+            facts = {"card_id": card.public_id, "masked": card.number_masked,
+                     "number": cipher.decrypt(card.number_enc, service.NUMBER_CONTEXT)}
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield {"url": f"http://127.0.0.1:{server.server_port}", "app": app, **facts}
+        finally:
+            server.shutdown()
+            db.engine.dispose()
+            db.engine, db.factory, jobs.mode = previous
+
+
+def code_is_live(server, code: str) -> bool:
+    app = server["app"]
+    with app.app_context():
+        card = db.session.query(Card).filter_by(public_id=server["card_id"]).one()
+        return payment_codes().peek(card, code)
+
+
+def shown_code(page) -> str:
+    digits = page.inner_text("#digits").strip()
+    assert re.fullmatch(r"(\d{4} ){4}\d{2}", digits), digits
+    return digits.replace(" ", "")
+
+
+def fits_the_phone(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_a_member_sees_the_card_and_pays_with_a_renewing_code(card_server, page):
+    base = card_server["url"]
+    page.clock.install()
+    page.goto(f"{base}/login")
+    page.fill("#username", "e2e-member")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    first_tile = page.locator("ul.tiles li a").first
+    assert first_tile.inner_text() == "我的会员卡"
+    first_tile.click()
+    page.wait_for_url(f"{base}/card/")
+
+    assert page.inner_text("#card-status") == "正常使用"
+    assert page.inner_text("#card-number") == group_digits(card_server["masked"])
+    assert card_server["number"] not in page.content() and group_digits(card_server["number"]) not in page.content()
+    purses = page.inner_text("#purses")
+    assert "¥123.45" in purses and "¥500.00" in purses and "¥623.45" in purses
+    assert "即将到期" in purses and "药店" in purses and "超市" in purses
+    assert page.inner_text("#total") == "¥623.45"
+    assert fits_the_phone(page)
+    shot(page, "member-card-1-my-card")
+
+    page.click("#reveal")
+    page.wait_for_function("document.getElementById('card-number').textContent.indexOf('*') < 0")
+    assert page.inner_text("#card-number") == group_digits(card_server["number"])
+    shot(page, "member-card-2-number-shown")
+
+    page.click("#pay")
+    page.wait_for_url(f"{base}/card/code")
+    first = shown_code(page)
+    assert looks_like_payment_code(first) and code_is_live(card_server, first)
+    assert page.locator("#qr svg").count() == 1 and page.locator("#qr svg path").count() >= 1
+    assert 0 < int(page.inner_text("#countdown")) <= 60
+    assert fits_the_phone(page)
+    shot(page, "member-card-3-payment-code")
+
+    # The page renews the code on its own ten seconds before the server says it expires.
+    page.clock.fast_forward(51_000)
+    page.wait_for_function(f"document.getElementById('digits').textContent.replace(/ /g, '') !== '{first}'")
+    second = shown_code(page)
+    assert second != first and code_is_live(card_server, second)
+    assert int(page.inner_text("#countdown")) > 50
+    # And on demand, through the function it exposes.
+    third = page.evaluate("window.refreshPaymentCode()")
+    assert third not in (first, second) and shown_code(page) == third and code_is_live(card_server, third)
+    assert page.locator("#qr svg").count() == 1
+    shot(page, "member-card-4-payment-code-renewed")
+
+    page.goto(f"{base}/card/?lang=en")
+    assert page.inner_text("h1") == "My card"
+    assert "Show full number" in page.content() and "General balance" in page.content()
+    assert "¥623.45" in page.inner_text("#total") and "我的会员卡" not in page.content()
+    shot(page, "member-card-5-english")
+    page.click("#pay")
+    page.wait_for_url(f"{base}/card/code")
+    assert page.inner_text("#paycode h1") == "Show this to the cashier"
+    assert looks_like_payment_code(shown_code(page))
+    shot(page, "member-card-6-payment-code-english")

@@ -13,6 +13,7 @@ from payments.ledger.accounts import (
     open_account,
     open_accounts,
 )
+from payments.ledger.bulk import Credit, post_credits
 from payments.ledger.models import (
     Account,
     AccountStatus,
@@ -48,7 +49,7 @@ from payments.ledger.types import (
 from payments.ledger.verify import verify
 
 __all__ = [
-    "Account", "AccountStatus", "Balance", "BalanceMode", "Entry", "Leg", "NormalSide", "Side",
+    "Account", "AccountStatus", "Balance", "Credit", "post_credits", "BalanceMode", "Entry", "Leg", "NormalSide", "Side",
     "StatementLine", "StatementPage", "Transaction", "TransactionStatus", "Transfer",
     "TrialBalance", "TrialBalanceRow", "VerifyReport",
     "balance", "balance_as_of", "close_account", "credit", "debit", "fold_deltas", "get_account",

@@ -173,7 +173,13 @@ def start_issuance(body):
     run = service.start_bulk_issuance(db.session, current_actor(), body["union_id"])
     location = {"Location": url_for("cards_api.get_issuance", run_id=run.public_id)}
     if run.total <= current_app.config["CARD_ISSUANCE_INLINE"]:
-        run = service.run_bulk_issuance(db.session, field_cipher(), run.public_id, prefix=card_prefix())
+        try:
+            run = service.run_bulk_issuance(db.session, field_cipher(), run.public_id, prefix=card_prefix())
+        except Exception:
+            # The run is recorded as failed and keeps its place: answer with it, to be resumed.
+            current_app.logger.exception("card issuance %s stopped", run.public_id)
+            db.session.rollback()
+            return service.get_issuance(db.session, current_actor(), run.public_id), 202, location
         return run, 201, location
     jobs.enqueue("cards.jobs:run_issuance_job", run.public_id, job_id=run.public_id)
     db.session.refresh(run)

@@ -125,6 +125,8 @@ class CardIssuanceRun(Base):
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
+    # Moved on with each committed chunk: a run that stops moving has stalled.
+    progressed_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
 
     union: Mapped[Union] = relationship(lazy="joined")

@@ -31,7 +31,7 @@ from core.db import utcnow
 from core.errors import (Conflict, Forbidden, NotFound, RuleViolation, ServiceUnavailable, TooManyAttempts,
                          ValidationFailed)
 from core.ids import new_public_id
-from core.models import FINANCE_ROLES, Role
+from core.models import FINANCE_ROLES, AuditEvent, Role
 from core.pagination import Page, paginate
 from core.redis import KeyValueStore, StoreUnavailable
 from members import service as members
@@ -39,6 +39,7 @@ from members.models import Member, MemberStatus, Union
 from members.validators import birth_date_of
 from payments import ledger
 from payments.ledger import credit, debit
+from payments.ledger.accounts import dialect_insert
 
 NUMBER_CONTEXT = "card.number"
 NUMBER_ATTEMPTS = 5
@@ -381,6 +382,28 @@ def open_restricted_purse(session: Session, card: Card, *, program_id: str, labe
     return _open_purse(session, card, PurseKind.RESTRICTED, program_id, label, categories, expires_at)
 
 
+def open_restricted_purses(session: Session, cards: Iterable[tuple[int, str]], *, program_id: str, label: str,
+                           allowed_categories: Iterable[str] | None, expires_at: dt.datetime | None) -> dict[int, str]:
+    """Make sure each card (id, public id) has its purse for an aid program, opening the missing ones in
+    bulk; return each card's purse account code."""
+    wanted = {card_id: aid_account(public_id, program_id) for card_id, public_id in cards}
+    if not wanted:
+        return {}
+    have = set(session.scalars(select(Purse.card_id).where(Purse.program_id == program_id,
+                                                           Purse.card_id.in_(list(wanted)))))
+    missing = {card_id: code for card_id, code in wanted.items() if card_id not in have}
+    if missing:
+        ledger.open_accounts(session, list(missing.values()), normal_side="credit", owner_kind="card")
+        categories = sorted(set(allowed_categories)) if allowed_categories is not None else None
+        now = utcnow()
+        table = Purse.__table__
+        session.execute(dialect_insert(session, table).on_conflict_do_nothing(), [
+            {"card_id": card_id, "kind": PurseKind.RESTRICTED.value, "program_id": program_id, "label": label,
+             "account_code": code, "currency": "CNY", "allowed_categories": categories, "expires_at": expires_at,
+             "created_at": now} for card_id, code in missing.items()])
+    return wanted
+
+
 def spending_order(card: Card, category: str, now: dt.datetime) -> list[Purse]:
     """Return the purses that may pay a merchant of `category` now, in the order they are drawn on:
     restricted aid purses that allow the category, soonest expiry first (never-expiring last), then
@@ -601,6 +624,12 @@ def _eligible(union: Union) -> Select:
             .where(Union.path.startswith(union.path), Member.status == MemberStatus.ACTIVE, ~live))
 
 
+def count_eligible(session: Session, actor: Actor, union_id: str) -> int:
+    """Count the active members of a union's subtree (in the actor's scope) who have no live card."""
+    union = members.get_union(session, actor, union_id)
+    return session.scalar(select(func.count()).select_from(_eligible(union).subquery()))
+
+
 def start_bulk_issuance(session: Session, actor: Actor, union_id: str) -> CardIssuanceRun:
     """Record a run issuing cards to every active member without one in a union's subtree."""
     union = members.get_union(session, actor, union_id)
@@ -609,7 +638,7 @@ def start_bulk_issuance(session: Session, actor: Actor, union_id: str) -> CardIs
         CardIssuanceRun.status.in_((IssuanceStatus.QUEUED, IssuanceStatus.RUNNING))))
     if busy:
         raise Conflict(f"Cards are already being issued for this union ({busy}).", code="issuance_running")
-    total = session.scalar(select(func.count()).select_from(_eligible(union).subquery()))
+    total = count_eligible(session, actor, union_id)
     run = CardIssuanceRun(public_id=new_public_id("cis"), union_id=union.id, created_by_id=actor.user_id,
                           total=total, status=IssuanceStatus.QUEUED)
     session.add(run)
@@ -643,6 +672,7 @@ def run_bulk_issuance(session: Session, cipher: FieldCipher, run_id: str, *, pre
         return run
     run.status = IssuanceStatus.RUNNING
     run.started_at = run.started_at or utcnow()
+    run.progressed_at = utcnow()
     run.error = None
     session.commit()
     union = session.get(Union, run.union_id)
@@ -660,6 +690,7 @@ def run_bulk_issuance(session: Session, cipher: FieldCipher, run_id: str, *, pre
             run.processed += len(member_ids)
             run.issued += issued
             run.skipped += len(member_ids) - issued
+            run.progressed_at = utcnow()
             session.commit()
     except Exception as exc:
         session.rollback()
@@ -680,9 +711,6 @@ def run_bulk_issuance(session: Session, cipher: FieldCipher, run_id: str, *, pre
 def _issue_chunk(session: Session, cipher: FieldCipher, actor: Actor, run: CardIssuanceRun,
                  member_ids: list[int], prefix: str) -> int:
     """Insert cards, purse accounts, purses and audit entries for a chunk of members; return how many."""
-    from core.models import AuditEvent
-    from payments.ledger.accounts import dialect_insert
-
     now = utcnow()
     rows = [{**_card_fields(cipher, prefix), "member_id": member_id, "status": CardStatus.ISSUED,
              "frozen_by_staff": False, "issued_by_id": actor.user_id, "issued_at": now, "updated_at": now}
@@ -714,5 +742,5 @@ def stalled(run: CardIssuanceRun, now: dt.datetime | None = None) -> bool:
     if run.status == IssuanceStatus.FAILED:
         return True
     now = now or utcnow()
-    since = run.started_at or run.created_at
+    since = run.progressed_at or run.created_at
     return run.status in (IssuanceStatus.QUEUED, IssuanceStatus.RUNNING) and now - since > ISSUANCE_STALE_AFTER

@@ -8,7 +8,6 @@ import logging
 
 from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import func, select
 
 from cards import service
 from cards.api import payment_codes, pin_guard
@@ -418,7 +417,7 @@ def console_replace(card_id):
 
 def _eligible_count(union) -> int:
     """Count the members a run for the union would give a card (the service's rule for who is eligible)."""
-    return db.session.scalar(select(func.count()).select_from(service._eligible(union).subquery()))
+    return service.count_eligible(db.session, current_actor(), union.public_id)
 
 
 @bp.route("/console/cards/issuance")

@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('error', sa.String(length=500), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('progressed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_card_issuance_runs_created_by_id_users'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['union_id'], ['unions.id'], name=op.f('fk_card_issuance_runs_union_id_unions'), ondelete='RESTRICT'),

@@ -154,3 +154,34 @@ def test_two_replacements_of_one_card_at_once_make_one_new_card(app, engine, com
     with Session(engine) as sess:
         assert sess.scalar(select(func.count(Card.id)).where(Card.member_id == committed["people"][1].id)) == 2
         assert ledger.verify(sess).ok
+
+
+def test_an_inline_run_that_fails_answers_202_with_the_failed_run_to_resume(client, session, cipher, world,
+                                                                           monkeypatch):
+    members_of(session, cipher, world["tree"]["yc_base"], 2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(service, "_issue_chunk", broken)
+    resp = client.post("/api/v1/card-issuances", json={"union_id": world["tree"]["yc_base"].public_id},
+                       headers=world["h"]["admin"])
+    assert resp.status_code == 202 and resp.get_json()["status"] == "failed"
+    monkeypatch.undo()
+    resumed = client.post(f"/api/v1/card-issuances/{resp.get_json()['id']}/resume", headers=world["h"]["admin"])
+    assert resumed.status_code == 202
+    done = client.get(resp.headers["Location"], headers=world["h"]["admin"]).get_json()
+    assert done["status"] == "completed" and done["issued"] == 3
+
+
+def test_a_running_run_that_keeps_moving_is_not_stalled(session, world):
+    import datetime as dt
+
+    run = service.start_bulk_issuance(session, world["actors"]["admin"], world["tree"]["yc_base"].public_id)
+    now = dt.datetime.now(dt.timezone.utc)
+    run.status = IssuanceStatus.RUNNING
+    run.started_at = now - dt.timedelta(hours=2)
+    run.progressed_at = now - dt.timedelta(seconds=30)
+    assert not service.stalled(run, now)
+    run.progressed_at = now - dt.timedelta(minutes=6)
+    assert service.stalled(run, now)

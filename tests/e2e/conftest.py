@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -14,6 +15,7 @@ from werkzeug.serving import make_server
 from core import create_app
 from core.auth import create_user
 from core.db import db
+from core.jobs import jobs
 from core.models import Role
 from tests.conftest import ENV_REDIS_URL, scratch_database, skip_or_fail
 
@@ -22,28 +24,45 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "browser-pass-2026"
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory):
-    """Serve the app on a free local port, on a database of its own, with a reviewer account."""
-    with scratch_database(tmp_path_factory, "uc_e2e") as url:
-        instance = tmp_path_factory.mktemp("e2e-instance")
+@contextlib.contextmanager
+def serve(tmp_path_factory, name: str, setup=None):
+    """Serve an app of its own on a free local port and a scratch database; yield (url, app, setup's result).
+
+    `setup(app)` runs in an app context to create the data. The app binds the process-wide database
+    handle and job runner to itself; they are given back afterwards, so later tests are not affected.
+    """
+    previous = (db.engine, db.factory, getattr(jobs, "mode", None))
+    with scratch_database(tmp_path_factory, f"uc_{name}") as url:
+        instance = tmp_path_factory.mktemp(f"{name}-instance")
         app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url, "REDIS_URL": ENV_REDIS_URL,
                           "REDIS_PREFIX": f"uce2e:{uuid.uuid4().hex[:8]}:", "UPLOAD_FOLDER": str(instance / "up"),
-                          "SECRET_KEY": "e2e-secret", "DATA_KEY": "e2e-data-key", "JOBS_MODE": "thread",
+                          "SECRET_KEY": f"{name}-secret", "DATA_KEY": f"{name}-data-key", "JOBS_MODE": "thread",
                           "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 1024})
-        with app.app_context():
-            create_user(db.session, username="e2e-reviewer", password=PASSWORD, role=Role.MERCHANT_REVIEWER,
-                        display_name="审核员")
-            db.session.commit()
+        facts = None
+        if setup is not None:
+            with app.app_context():
+                facts = setup(app)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield f"http://127.0.0.1:{server.server_port}"
+            yield f"http://127.0.0.1:{server.server_port}", app, facts
         finally:
             server.shutdown()
-            with app.app_context():
-                db.engine.dispose()
+            db.engine.dispose()
+            db.engine, db.factory, jobs.mode = previous
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """Serve the app on a free local port, on a database of its own, with a reviewer account."""
+    def setup(app):
+        create_user(db.session, username="e2e-reviewer", password=PASSWORD, role=Role.MERCHANT_REVIEWER,
+                    display_name="审核员")
+        db.session.commit()
+
+    with serve(tmp_path_factory, "e2e", setup) as (url, _app, _facts):
+        yield url
 
 
 @pytest.fixture(scope="session")

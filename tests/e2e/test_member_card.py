@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
-import uuid
 
 import pytest
-from werkzeug.serving import make_server
 
 from cards import service
 from cards.api import payment_codes, pin_guard
 from cards.models import Card
 from cards.numbers import group_digits, looks_like_payment_code
-from core import create_app
 from core.auth import Actor, create_user
 from core.db import db, utcnow
-from core.jobs import jobs
 from core.models import Role
 from tests import factories as f
 from tests.cards.conftest import fund
-from tests.conftest import ENV_REDIS_URL, scratch_database
-from tests.e2e.conftest import PASSWORD, shot
+from tests.e2e.conftest import PASSWORD, serve, shot
 
 PIN = "583920"
 
@@ -32,39 +26,25 @@ PIN = "583920"
 def card_server(tmp_path_factory):
     """A live server of its own (the test sets up its data through the app) with a member whose card is
     active, has a PIN and money on it."""
-    # The app binds the process-wide database handle and job runner to itself: give them back afterwards.
-    previous = (db.engine, db.factory, getattr(jobs, "mode", None))
-    with scratch_database(tmp_path_factory, "uc_e2e_card") as url:
-        instance = tmp_path_factory.mktemp("e2e-card-instance")
-        app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url, "REDIS_URL": ENV_REDIS_URL,
-                          "REDIS_PREFIX": f"uce2e:{uuid.uuid4().hex[:8]}:", "UPLOAD_FOLDER": str(instance / "up"),
-                          "SECRET_KEY": "e2e-card-secret", "DATA_KEY": "e2e-card-data-key", "JOBS_MODE": "thread",
-                          "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 1024})
-        with app.app_context():
-            session, cipher = db.session, app.extensions["cipher"]
-            tree = f.org_tree(session)
-            member = f.member(session, cipher, tree["yc_base"], "马丽", phone="13987654321")
-            user = create_user(session, username="e2e-member", password=PASSWORD, role=Role.MEMBER,
-                               member_id=member.id, display_name="马丽")
-            session.commit()
-            card = service.issue_card(session, cipher, f.PLATFORM, member.public_id, prefix=app.config["CARD_PREFIX"])
-            owner = Actor.of(user)
-            service.change_state(session, owner, card.public_id, "activate")
-            service.set_pin(session, cipher, pin_guard(), owner, card.public_id, pin=PIN, current_pin=None)
-            fund(session, card.public_id, 12345)
-            fund(session, card.public_id, 50000, program_id="prg_e2e_hardship", categories=["pharmacy", "supermarket"],
-                 expires_at=utcnow() + dt.timedelta(days=12))
-            facts = {"card_id": card.public_id, "masked": card.number_masked,
-                     "number": cipher.decrypt(card.number_enc, service.NUMBER_CONTEXT)}
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield {"url": f"http://127.0.0.1:{server.server_port}", "app": app, **facts}
-        finally:
-            server.shutdown()
-            db.engine.dispose()
-            db.engine, db.factory, jobs.mode = previous
+    def setup(app):
+        session, cipher = db.session, app.extensions["cipher"]
+        tree = f.org_tree(session)
+        member = f.member(session, cipher, tree["yc_base"], "马丽", phone="13987654321")
+        user = create_user(session, username="e2e-member", password=PASSWORD, role=Role.MEMBER,
+                           member_id=member.id, display_name="马丽")
+        session.commit()
+        card = service.issue_card(session, cipher, f.PLATFORM, member.public_id, prefix=app.config["CARD_PREFIX"])
+        owner = Actor.of(user)
+        service.change_state(session, owner, card.public_id, "activate")
+        service.set_pin(session, cipher, pin_guard(), owner, card.public_id, pin=PIN, current_pin=None)
+        fund(session, card.public_id, 12345)
+        fund(session, card.public_id, 50000, program_id="prg_e2e_hardship", categories=["pharmacy", "supermarket"],
+             expires_at=utcnow() + dt.timedelta(days=12))
+        return {"card_id": card.public_id, "masked": card.number_masked,
+                "number": cipher.decrypt(card.number_enc, service.NUMBER_CONTEXT)}
+
+    with serve(tmp_path_factory, "e2e_card", setup) as (url, app, facts):
+        yield {"url": url, "app": app, **facts}
 
 
 def code_is_live(server, code: str) -> bool:

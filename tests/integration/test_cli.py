@@ -45,8 +45,12 @@ def test_demo_loads_a_realistic_data_set_once(runner, session):
     result = runner.invoke(args=["demo", "--members-per-union", "5"])
     assert result.exit_code == 0, result.output
     assert "demo-pass-2026" in result.output and "finance-approver" in result.output
-    assert session.scalar(select(func.count(Union.id))) == 1 + 5 + 6 + 8  # federation, cities, counties, grassroots
-    members = session.scalar(select(func.count(Member.id)))
+    # Counted under the demo's federation: other tests may have committed unions of their own.
+    demo_root = session.scalar(select(Union).where(Union.name == "宁夏回族自治区总工会", Union.parent_id.is_(None)))
+    in_demo = Union.path.startswith(demo_root.path)
+    assert session.scalar(select(func.count(Union.id)).where(in_demo)) == 1 + 5 + 6 + 8  # federation ... grassroots
+    demo_members = select(Member.id).join(Union, Member.union_id == Union.id).where(in_demo)
+    members = session.scalar(select(func.count()).select_from(demo_members.subquery()))
     assert 8 * 5 - 2 <= members <= 8 * 5
     roles = set(session.scalars(select(User.role)).all())
     assert {r.value for r in roles} >= {"union_admin", "merchant_reviewer", "finance_maker", "finance_approver",
@@ -54,15 +58,16 @@ def test_demo_loads_a_realistic_data_set_once(runner, session):
     # Every member holds a card; the demo member's is active with a PIN.
     from cards.models import Card, CardStatus
 
-    assert session.scalar(select(func.count(Card.id))) == members
-    assert session.scalar(select(func.count(Card.id)).where(Card.status == CardStatus.ACTIVE)) >= members // 2
+    demo_cards = select(func.count(Card.id)).where(Card.member_id.in_(demo_members))
+    assert session.scalar(demo_cards) == members
+    assert session.scalar(demo_cards.where(Card.status == CardStatus.ACTIVE)) >= members // 2
     demo_member = session.scalar(select(User).where(User.username == "member"))
     demo_card = session.scalar(select(Card).where(Card.member_id == demo_member.member_id))
     assert demo_card.status == CardStatus.ACTIVE and demo_card.pin_hash
     assert "PIN" in result.output
     again = runner.invoke(args=["demo"])
     assert again.exit_code == 0 and "already loaded" in again.output
-    assert session.scalar(select(func.count(Member.id))) == members
+    assert session.scalar(select(func.count()).select_from(demo_members.subquery())) == members
 
 
 def test_db_upgrade_builds_a_fresh_sqlite_database(app, tmp_path, monkeypatch):

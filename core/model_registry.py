@@ -6,3 +6,4 @@ import cards.models  # noqa: F401
 import payments.ledger.models  # noqa: F401
 import merchants.models  # noqa: F401
 import payments.models  # noqa: F401
+import payments.disbursement.models  # noqa: F401

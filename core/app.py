@@ -82,8 +82,11 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments import api as payments_api
     from payments import cli as payments_cli
     from payments import webhooks as payments_webhooks
+    from payments.disbursement import api as disbursement_api
+    from payments.disbursement import cli as disbursement_cli
 
-    for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, payments_api.blp, payments_webhooks.blp):
+    for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, payments_api.blp,
+                      payments_webhooks.blp, disbursement_api.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)
@@ -93,6 +96,8 @@ def _register_domains(app: Flask, api: Api) -> None:
     app.register_blueprint(merchants_pages.bp)
     app.cli.add_command(members_cli.cli)
     payments_cli.register(app)
+    disbursement_cli.register(app)
+    disbursement_api.document(api)
     from core import demo
 
     app.cli.add_command(demo.demo_command)

@@ -65,6 +65,12 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "PAYMENT_CODE_TTL_SECONDS": int(env.get("PAYMENT_CODE_TTL_SECONDS", 60)),
         "PAYMENT_CODES_PER_MINUTE": int(env.get("PAYMENT_CODES_PER_MINUTE", 20)),
         "CARD_ISSUANCE_INLINE": int(env.get("CARD_ISSUANCE_INLINE", 2000)),
+        # Disbursement batches: size limit, chunk per committed step, an optional pause between chunks
+        # (to leave room for other work on a busy database), and the amount above which two approvers sign.
+        "DISBURSEMENT_MAX_LINES": int(env.get("DISBURSEMENT_MAX_LINES", 1_000_000)),
+        "DISBURSEMENT_CHUNK": int(env.get("DISBURSEMENT_CHUNK", 5000)),
+        "DISBURSEMENT_CHUNK_PAUSE": float(env.get("DISBURSEMENT_CHUNK_PAUSE", 0)),
+        "DISBURSEMENT_SECOND_APPROVAL_ABOVE": int(env.get("DISBURSEMENT_SECOND_APPROVAL_ABOVE", 100_000_000)),
         "JOBS_MODE": env.get("JOBS_MODE", ""),  # "rq", "thread" or "sync"; empty picks by REDIS_URL
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

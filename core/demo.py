@@ -15,7 +15,7 @@ from core.auth import Actor, create_user
 from core.db import db
 from core.models import Role, User
 from members import service as members
-from members.models import Union
+from members.models import Member, Union
 from members.validators import id_check_char
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -116,7 +116,8 @@ def _demo_cards(session, cipher, admin: Actor, federation: Union) -> None:
     run = cards.start_bulk_issuance(session, admin, federation.public_id)
     cards.run_bulk_issuance(session, cipher, run.public_id, prefix=prefix)
     demo_user = session.scalar(select(User).where(User.username == "member"))
-    for card in session.scalars(select(Card).order_by(Card.id)).all():
+    in_demo = select(Member.id).join(Union, Member.union_id == Union.id).where(Union.path.startswith(federation.path))
+    for card in session.scalars(select(Card).where(Card.member_id.in_(in_demo)).order_by(Card.id)).all():
         owner = card.member_id == demo_user.member_id
         if owner or rng.random() < 0.85:
             cards.change_state(session, admin, card.public_id, "activate")

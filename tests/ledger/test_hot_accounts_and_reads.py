@@ -159,12 +159,16 @@ def test_balance_as_of_a_moment_with_and_without_snapshots(session, books):
             assert ledger.balance_as_of(session, card, moment) == expected
 
     check()
+    # Other tests' accounts may be snapshotted too, a batch at a time: go on until none is left.
     assert ledger.take_snapshots(session, as_of=moments[2], min_entries=1) >= 1
+    while ledger.take_snapshots(session, as_of=moments[2], min_entries=1):
+        pass
     account = ledger.get_account(session, card)
     snap = session.scalars(select(Snapshot).where(Snapshot.account_id == account.id)).one()
     assert (snap.credits_posted, snap.entry_count) == (390, 3)
     check()
-    ledger.take_snapshots(session, as_of=moments[4], min_entries=1)
+    while ledger.take_snapshots(session, as_of=moments[4], min_entries=1):
+        pass
     check()
     assert_verified(session)
     with pytest.raises(ValidationFailed):

@@ -12,51 +12,22 @@ BENCH_THREADS (4).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+from _support import insert_members, scratch_database
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CODES = int(os.environ.get("BENCH_CODES", 20_000))
 MEMBERS = int(os.environ.get("BENCH_MEMBERS", 20_000))
 THREADS = int(os.environ.get("BENCH_THREADS", 4))
-
-
-def insert_members(session, cipher, union, n: int) -> None:
-    """Insert members directly (the registry's own import is measured in bench/member_import.py)."""
-    from members.models import Member
-    from members.validators import id_check_char
-
-    today = dt.date(2020, 1, 1)
-    for start in range(0, n, 2000):
-        rows = []
-        for i in range(start, min(n, start + 2000)):
-            born = dt.date(1960, 1, 1) + dt.timedelta(days=i // 1000)
-            body = f"640104{born:%Y%m%d}{i % 1000:03d}"
-            id_number = body + id_check_char(body)
-            rows.append({"public_id": f"mem_bench{i:09d}", "name": f"会员{i}",
-                         "id_number_enc": cipher.encrypt(id_number, "member.id_number"),
-                         "id_number_index": cipher.blind_index(id_number, "member.id_number"),
-                         "id_number_masked": id_number[:6] + "********" + id_number[-4:],
-                         "phone_enc": cipher.encrypt(f"139{i:08d}", "member.phone"),
-                         "phone_index": cipher.blind_index(f"139{i:08d}", "member.phone"),
-                         "phone_masked": "139****" + f"{i:08d}"[-4:], "union_id": union.id, "status": "active",
-                         "join_date": today, "created_at": dt.datetime.now(dt.timezone.utc),
-                         "updated_at": dt.datetime.now(dt.timezone.utc)})
-        session.execute(Member.__table__.insert(), rows)
-    session.commit()
 
 
 def timed(fn, n: int) -> float:
@@ -90,24 +61,17 @@ def main() -> None:
     from cards import service as cards
     from cards.models import Card, CardStatus
     from cards.numbers import looks_like_payment_code
-    from core import create_app, migrate
+    from core import create_app
     from core.auth import Actor, create_user
     from core.db import db
     from core.models import Role
     from members import service as members
     from sqlalchemy import select, update
 
-    server = make_url(SERVER.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"uc_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
     tmp = Path(tempfile.mkdtemp())
     prefix = f"ucbench:{uuid.uuid4().hex[:8]}:"
     raw_redis = redis.Redis.from_url(REDIS, decode_responses=True)
-    try:
-        migrate.upgrade(url)
+    with scratch_database(SERVER) as url:
         app = create_app({"DATABASE_URL": url, "REDIS_URL": REDIS, "REDIS_PREFIX": prefix, "INSTANCE_PATH": str(tmp),
                           "SECRET_KEY": "bench", "DATA_KEY": "bench-data-key", "JOBS_MODE": "sync",
                           "PAYMENT_CODES_PER_MINUTE": 10**9})
@@ -206,12 +170,8 @@ def main() -> None:
             base_issue = timed(redis_issue_baseline, CODES)
             base_redeem = timed(redis_redeem_baseline, CODES)
         db.engine.dispose()
-    finally:
-        for key in raw_redis.scan_iter(f"{prefix}*", count=10_000):
-            raw_redis.delete(key)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    for key in raw_redis.scan_iter(f"{prefix}*", count=10_000):
+        raw_redis.delete(key)
 
     print(f"payment codes and card issuance on PostgreSQL + Redis ({CODES:,} codes, {MEMBERS:,} cards)")
     print(f"{'figure':<46}{'value':>12}{'baseline':>12}{'ratio':>8}  target")

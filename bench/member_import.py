@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 import sys
 import tempfile
 import time
@@ -18,40 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _support import PeakRss  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_ROWS", 100_000))
 SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def rss_mib() -> float:
-    """Return the current resident set size (not the high-water mark) in MiB."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class PeakRss:
-    """Sample the resident set size in the background and keep the peak."""
-
-    def __enter__(self):
-        self.start = self.peak = rss_mib()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, rss_mib())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.growth = self.peak - self.start
 
 
 def write_csv(path: Path, union_public_id: str) -> int:

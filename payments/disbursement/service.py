@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-from sqlalchemy import and_, bindparam, case, exists, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import bindparam, case, func, select, text, update
+from sqlalchemy.orm import Session
 
 from cards import service as cards
 from cards.models import Card, CardStatus, Purse, PurseKind
@@ -36,7 +36,7 @@ from core.errors import Conflict, Forbidden, NotFound, RuleViolation, Validation
 from core.ids import new_public_id
 from core.pagination import Page, paginate
 from members import service as members
-from members.models import HardshipRecord, Member, MemberStatus, Union
+from members.models import Union
 from members.validators import InvalidValue, validate_id_number
 from merchants.models import MerchantCategory
 from payments import ledger
@@ -247,17 +247,6 @@ def _new_batch(session: Session, actor: Actor, program: Program, source: str, no
     return batch
 
 
-def _line(batch_id: int, line_no: int, ref_kind: str, **values) -> dict:
-    row = {"disbursement_id": batch_id, "line_no": line_no, "ref_kind": ref_kind, "ref_masked": "",
-           "ref_index": None, "member_id": None, "card_id": None, "union_id": None, "amount": 0, "note": "",
-           "status": LineStatus.VALID.value, "error_code": None, "error_message": None}
-    row.update(values)
-    if row["error_code"]:
-        row["status"] = LineStatus.INVALID.value
-        row["error_message"] = ERRORS[row["error_code"]]
-    return row
-
-
 def _parse_amount(raw: str, limit: int) -> tuple[int, str | None]:
     raw = (raw or "").strip()
     if not raw.isascii() or not raw.lstrip("-").isdigit():
@@ -268,8 +257,13 @@ def _parse_amount(raw: str, limit: int) -> tuple[int, str | None]:
     return amount, None
 
 
-def _csv_rows(session: Session, cipher: FieldCipher, batch: Disbursement, fileobj: BinaryIO, max_lines: int,
-              today: dt.date) -> Iterator[dict]:
+STAGE_COLUMNS = ("line_no", "ref_kind", "ref_masked", "ref_index", "amount", "note", "error_code")
+
+
+def _csv_rows(cipher: FieldCipher, program: Program, fileobj: BinaryIO, max_lines: int,
+              today: dt.date) -> Iterator[tuple]:
+    """Read the upload, yielding one staged line per CSV line: what it names (masked, and its blind index),
+    the amount and note, and the error its own text already shows (bad number, bad amount)."""
     text_stream = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
     reader = csv.reader(text_stream)
     try:
@@ -281,7 +275,7 @@ def _csv_rows(session: Session, cipher: FieldCipher, batch: Disbursement, fileob
     if header[:2] not in (["id_number", "amount"], ["card_number", "amount"]) or header[2:] not in ([], ["note"]):
         raise ValidationFailed({"file": ["The header must be id_number,amount[,note] or card_number,amount[,note]."]})
     kind = header[0]
-    limit = batch.program.max_line_amount
+    limit = program.max_line_amount
     line_no = 0
     try:
         for fields in reader:
@@ -305,21 +299,86 @@ def _csv_rows(session: Session, cipher: FieldCipher, batch: Disbursement, fileob
                     masked, index = mask_card_number(value), cipher.blind_index(value, cards.NUMBER_CONTEXT)
                 else:
                     masked, index, error = "", None, "invalid_card_number"
-            yield _line(batch.id, line_no, kind, ref_masked=masked, ref_index=index, amount=amount, note=note,
-                        error_code=error)
+            yield (line_no, kind, masked, index, amount, note, error)
     except (UnicodeDecodeError, csv.Error):
         raise ValidationFailed({"file": [f"Line {line_no + 1} is not UTF-8 CSV."]}) from None
 
 
-def _insert_lines(session: Session, rows: Iterator[dict]) -> None:
+def _stage(session: Session, rows: Iterator[tuple]) -> None:
+    """Load the parsed lines into a temporary table (COPY on PostgreSQL) for one set-based check."""
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    conn.exec_driver_sql("DROP TABLE IF EXISTS disbursement_stage")
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE disbursement_stage (line_no integer, ref_kind varchar(12), ref_masked varchar(24), "
+        "ref_index varchar(64), amount bigint, note varchar(200), error_code varchar(40))"
+        + (" ON COMMIT DROP" if postgres else ""))
+    if postgres:
+        with conn.connection.cursor() as cursor:
+            with cursor.copy(f"COPY disbursement_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    insert = text(f"INSERT INTO disbursement_stage ({', '.join(STAGE_COLUMNS)}) "
+                  f"VALUES ({', '.join(':' + c for c in STAGE_COLUMNS)})")
     chunk: list[dict] = []
     for row in rows:
-        chunk.append(row)
+        chunk.append(dict(zip(STAGE_COLUMNS, row)))
         if len(chunk) >= INSERT_CHUNK:
-            session.execute(DisbursementLine.__table__.insert(), chunk)
+            conn.execute(insert, chunk)
             chunk = []
     if chunk:
-        session.execute(DisbursementLine.__table__.insert(), chunk)
+        conn.execute(insert, chunk)
+
+
+def _message_sql() -> tuple[str, dict]:
+    cases = " ".join(f"WHEN :code_{n} THEN :message_{n}" for n in range(len(ERRORS)))
+    params = {}
+    for n, (code, message) in enumerate(ERRORS.items()):
+        params[f"code_{n}"], params[f"message_{n}"] = code, message
+    return f"CASE r.error_code {cases} END", params
+
+
+_LINE_COLUMNS = ("disbursement_id, line_no, ref_kind, ref_masked, ref_index, member_id, card_id, union_id, amount, "
+                 "note, status, error_code, error_message, clawed_back")
+_PAYABLE_SQL = "('issued', 'active', 'frozen')"
+
+
+def _lines_from_stage(session: Session, batch: Disbursement) -> None:
+    """Resolve every staged line (member, card, union, the first problem) in one INSERT ... SELECT."""
+    messages, params = _message_sql()
+    card_status = "COALESCE(c3.status, c2.status, c1.status, c0.status, lc.status)"
+    session.execute(text(f"""
+        INSERT INTO disbursement_lines ({_LINE_COLUMNS})
+        SELECT :batch, r.line_no, r.ref_kind, r.ref_masked, r.ref_index, r.member_id, r.card_id, r.union_id,
+               r.amount, r.note, CASE WHEN r.error_code IS NULL THEN 'valid' ELSE 'invalid' END, r.error_code,
+               {messages}, 0
+        FROM (
+            SELECT s.line_no, s.ref_kind, s.ref_masked, s.ref_index, s.amount, s.note,
+                   COALESCE(mi.id, mc.id) AS member_id, COALESCE(mi.union_id, mc.union_id) AS union_id,
+                   COALESCE(c3.id, c2.id, c1.id, c0.id, lc.id) AS card_id,
+                   COALESCE(s.error_code, CASE
+                       WHEN s.ref_kind = 'card_number' AND c0.id IS NULL THEN 'unknown_card'
+                       WHEN mi.id IS NULL AND mc.id IS NULL THEN 'unknown_member'
+                       WHEN COALESCE(mi.status, mc.status) <> 'active'
+                            OR substr(u.path, 1, :prefix_length) <> :prefix THEN 'not_eligible'
+                       WHEN {card_status} IS NULL OR {card_status} NOT IN {_PAYABLE_SQL} THEN 'no_active_card'
+                   END) AS error_code
+            FROM disbursement_stage s
+            LEFT JOIN members mi ON s.ref_kind = 'id_number' AND s.error_code IS NULL
+                                    AND mi.id_number_index = s.ref_index
+            LEFT JOIN cards lc ON lc.member_id = mi.id AND lc.status IN {_PAYABLE_SQL}
+            LEFT JOIN cards c0 ON s.ref_kind = 'card_number' AND s.error_code IS NULL
+                                  AND c0.number_index = s.ref_index
+            LEFT JOIN cards c1 ON c1.replaces_id = c0.id
+            LEFT JOIN cards c2 ON c2.replaces_id = c1.id
+            LEFT JOIN cards c3 ON c3.replaces_id = c2.id
+            LEFT JOIN members mc ON mc.id = c0.member_id
+            LEFT JOIN unions u ON u.id = COALESCE(mi.union_id, mc.union_id)
+        ) AS r
+    """), {"batch": batch.id, "prefix": batch.program.union.path, "prefix_length": len(batch.program.union.path),
+           **params})
+    session.connection().exec_driver_sql("DROP TABLE IF EXISTS disbursement_stage")
 
 
 def create_batch_from_csv(session: Session, cipher: FieldCipher, actor: Actor, program_id: str, fileobj: BinaryIO,
@@ -328,7 +387,8 @@ def create_batch_from_csv(session: Session, cipher: FieldCipher, actor: Actor, p
     """Create a draft batch from an uploaded CSV; every line is checked and reported before anything moves."""
     program = get_program(session, program_id)
     batch = _new_batch(session, actor, program, "csv", note, filename=(filename or "batch.csv")[:255])
-    _insert_lines(session, _csv_rows(session, cipher, batch, fileobj, max_lines, today or dt.date.today()))
+    _stage(session, _csv_rows(cipher, program, fileobj, max_lines, today or dt.date.today()))
+    _lines_from_stage(session, batch)
     return _validated(session, actor, batch)
 
 
@@ -347,73 +407,44 @@ def create_batch_from_rule(session: Session, actor: Actor, program_id: str, rule
     if not 0 < rule.amount <= program.max_line_amount:
         raise ValidationFailed({"rule.amount": [f"Between 1 and {program.max_line_amount} fen."]})
     scope = members.get_union(session, actor, rule.union_id) if rule.union_id else program.union
-    query = (select(Member.id, Member.union_id).join(Union, Member.union_id == Union.id)
-             .where(Union.path.startswith(scope.path), Member.status == MemberStatus.ACTIVE).order_by(Member.id))
-    if rule.hardship_min_level is not None:
-        query = query.join(HardshipRecord, HardshipRecord.member_id == Member.id).where(
-            HardshipRecord.level >= rule.hardship_min_level, HardshipRecord.valid_until >= today)
-    count = session.scalar(select(func.count()).select_from(query.subquery()))
+    if not scope.path.startswith(program.union.path):
+        raise ValidationFailed({"rule.union_id": ["The union is outside the program's unions."]})
+    hardship = ("JOIN hardship_records h ON h.member_id = m.id AND h.level >= :level AND h.valid_until >= :today"
+                if rule.hardship_min_level is not None else "")
+    picked = (f"FROM members m JOIN unions u ON u.id = m.union_id {hardship} "
+              "WHERE m.status = 'active' AND substr(u.path, 1, :prefix_length) = :prefix")
+    params = {"prefix": scope.path, "prefix_length": len(scope.path), "level": rule.hardship_min_level,
+              "today": today}
+    count = session.scalar(text(f"SELECT count(*) {picked}"), params)
     if count > max_lines:
         raise ValidationFailed({"rule": [f"The rule picks {count} members; a batch has at most {max_lines} lines."]})
     batch = _new_batch(session, actor, program, "rule", note,
                        rule={"amount": rule.amount, "union_id": scope.public_id,
                              "hardship_min_level": rule.hardship_min_level})
-
-    def rows():
-        for n, (member_id, union_id) in enumerate(session.execute(query), start=1):
-            yield _line(batch.id, n, "rule", member_id=member_id, union_id=union_id, amount=rule.amount)
-
-    _insert_lines(session, rows())
+    session.execute(text(f"""
+        INSERT INTO disbursement_lines ({_LINE_COLUMNS})
+        SELECT :batch, row_number() OVER (ORDER BY m.id), 'rule', m.id_number_masked, NULL, m.id, lc.id, m.union_id,
+               :amount, '', CASE WHEN lc.id IS NULL THEN 'invalid' ELSE 'valid' END,
+               CASE WHEN lc.id IS NULL THEN 'no_active_card' END,
+               CASE WHEN lc.id IS NULL THEN :no_card END, 0
+        FROM members m JOIN unions u ON u.id = m.union_id {hardship}
+        LEFT JOIN cards lc ON lc.member_id = m.id AND lc.status IN {_PAYABLE_SQL}
+        WHERE m.status = 'active' AND substr(u.path, 1, :prefix_length) = :prefix
+    """), {**params, "batch": batch.id, "amount": rule.amount, "no_card": ERRORS["no_active_card"]})
     return _validated(session, actor, batch)
 
 
-def _invalidate(session: Session, batch: Disbursement, code: str, condition) -> None:
-    L = DisbursementLine
-    session.execute(update(L).where(L.disbursement_id == batch.id, L.status == LineStatus.VALID, condition)
-                    .values(status=LineStatus.INVALID, error_code=code, error_message=ERRORS[code])
-                    .execution_options(synchronize_session=False))
-
-
 def _validated(session: Session, actor: Actor, batch: Disbursement) -> Disbursement:
-    """Check every line in a few set-based statements; record the counts; commit the draft."""
+    """Mark later lines of a member already on an earlier line; record the counts; commit the draft."""
+    session.execute(text("""
+        UPDATE disbursement_lines SET status = 'invalid', error_code = 'duplicate_line', error_message = :message
+        WHERE id IN (
+            SELECT id FROM (
+                SELECT id, status, row_number() OVER (PARTITION BY member_id ORDER BY line_no) AS n
+                FROM disbursement_lines WHERE disbursement_id = :batch AND member_id IS NOT NULL
+            ) AS ranked WHERE n > 1 AND status = 'valid')
+    """), {"batch": batch.id, "message": ERRORS["duplicate_line"]})
     L = DisbursementLine
-    mine = and_(L.disbursement_id == batch.id, L.status == LineStatus.VALID)
-    no_sync = {"synchronize_session": False}
-    # Who each line names.
-    session.execute(update(L).where(mine, L.ref_kind == "id_number").values(
-        member_id=select(Member.id).where(Member.id_number_index == L.ref_index).scalar_subquery()
-    ).execution_options(**no_sync))
-    session.execute(update(L).where(mine, L.ref_kind == "card_number").values(
-        card_id=select(Card.id).where(Card.number_index == L.ref_index).scalar_subquery()
-    ).execution_options(**no_sync))
-    _invalidate(session, batch, "unknown_member", and_(L.ref_kind == "id_number", L.member_id.is_(None)))
-    _invalidate(session, batch, "unknown_card", and_(L.ref_kind == "card_number", L.card_id.is_(None)))
-    # A replaced card's number pays the card that replaced it (three replacements deep at most).
-    for _ in range(3):
-        successor = aliased(Card)
-        session.execute(update(L).where(mine, L.card_id.is_not(None)).values(
-            card_id=func.coalesce(select(successor.id).where(successor.replaces_id == L.card_id).scalar_subquery(),
-                                  L.card_id)).execution_options(**no_sync))
-    session.execute(update(L).where(mine, L.ref_kind == "card_number").values(
-        member_id=select(Card.member_id).where(Card.id == L.card_id).scalar_subquery()).execution_options(**no_sync))
-    session.execute(update(L).where(mine).values(
-        union_id=select(Member.union_id).where(Member.id == L.member_id).scalar_subquery()
-    ).execution_options(**no_sync))
-    # The same member on an earlier line.
-    earlier = aliased(DisbursementLine)
-    _invalidate(session, batch, "duplicate_line", exists().where(
-        earlier.disbursement_id == batch.id, earlier.member_id == L.member_id, earlier.line_no < L.line_no))
-    # Members the program may pay: active, in the program's union subtree.
-    covered = select(Member.id).join(Union, Member.union_id == Union.id).where(
-        Member.id == L.member_id, Member.status == MemberStatus.ACTIVE,
-        Union.path.startswith(batch.program.union.path))
-    _invalidate(session, batch, "not_eligible", ~exists(covered))
-    # The card the money lands on: the member's live card for an ID number.
-    session.execute(update(L).where(mine, L.card_id.is_(None)).values(
-        card_id=select(Card.id).where(Card.member_id == L.member_id, Card.status.in_(PAYABLE)).scalar_subquery()
-    ).execution_options(**no_sync))
-    payable = select(Card.id).where(Card.id == L.card_id, Card.status.in_(PAYABLE))
-    _invalidate(session, batch, "no_active_card", ~exists(payable))
     counts = session.execute(select(
         func.count(), func.count().filter(L.status == LineStatus.VALID),
         func.coalesce(func.sum(L.amount).filter(L.status == LineStatus.VALID), 0),
@@ -572,46 +603,53 @@ def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
         session.rollback()
         return False
     L = DisbursementLine
-    lines = session.execute(select(L.id, L.line_no, L.card_id, L.amount).where(
-        L.disbursement_id == batch.id, L.status == LineStatus.VALID).order_by(L.line_no).limit(size)).all()
+    # FOR SHARE of the cards: a replacement or cancellation of one of them waits for this chunk, and we for it.
+    lines = session.execute(
+        select(L.id, L.line_no, L.card_id, L.amount, Card.public_id, Card.status)
+        .join(Card, Card.id == L.card_id)
+        .where(L.disbursement_id == batch.id, L.status == LineStatus.VALID).order_by(L.line_no).limit(size)
+        .with_for_update(of=Card, read=True)).all()
     if not lines:
         session.rollback()
         return False
-    card_ids = sorted({line.card_id for line in lines})
-    # FOR SHARE: a replacement or cancellation of one of these cards waits for this chunk, and we for it.
-    card_rows = {r.id: r for r in session.execute(select(Card.id, Card.public_id, Card.status)
-                                                  .where(Card.id.in_(card_ids)).order_by(Card.id)
-                                                  .with_for_update(read=True))}
-    current = _successors(session, card_rows)
+    replaced = {line.card_id: line for line in lines if line.status == CardStatus.REPLACED}
+    current = {line.card_id: line for line in lines}
+    current.update(_successors(session, replaced))
     program = batch.program
-    paying = [(line, current[line.card_id]) for line in lines
-              if current.get(line.card_id) is not None and current[line.card_id].status in PAYABLE]
-    failing = [line for line in lines if current.get(line.card_id) is None
-               or current[line.card_id].status not in PAYABLE]
+    paying = [(line, current[line.card_id]) for line in lines if current[line.card_id].status in PAYABLE]
+    failing = [line for line in lines if current[line.card_id].status not in PAYABLE]
+    moved = [(line, card) for line, card in paying if card.card_id != line.card_id]
     if program.purse == PursePolicy.RESTRICTED:
         accounts = cards.open_restricted_purses(
-            session, {(card.id, card.public_id) for _line, card in paying}, program_id=program.public_id,
+            session, {(card.card_id, card.public_id) for _line, card in paying}, program_id=program.public_id,
             label=program.name, allowed_categories=program.allowed_categories, expires_at=program.expires_at)
+        suffix = f":aid:{program.public_id}"
     else:
-        accounts = {card.id: cards.general_account(card.public_id) for _line, card in paying}
+        accounts = {card.card_id: cards.general_account(card.public_id) for _line, card in paying}
+        suffix = ":general"
     now = utcnow()
-    txn_id = None
-    if paying:
-        txn = post_credits(session, kind="disbursement",
-                           idempotency_key=f"{batch.public_id}:{paying[0][0].line_no}-{paying[-1][0].line_no}",
-                           source=batch.reserve_account, reference=batch.public_id,
-                           credits=[Credit(accounts[card.id], line.amount) for line, card in paying],
-                           metadata={"description": program.name, "program_id": program.public_id,
-                                     "disbursement_id": batch.public_id})
-        txn_id = txn.public_id
-        session.execute(update(L.__table__).where(L.__table__.c.id == bindparam("line_id")).values(
-            status=LineStatus.DONE.value, card_id=bindparam("paid_card"), purse_account=bindparam("purse"),
-            transaction_id=txn_id, processed_at=now),
-            [{"line_id": line.id, "paid_card": card.id, "purse": accounts[card.id]} for line, card in paying])
     if failing:
         session.execute(update(L).where(L.id.in_([line.id for line in failing])).values(
             status=LineStatus.FAILED, error_code="card_not_usable", error_message=ERRORS["card_not_usable"],
             processed_at=now).execution_options(synchronize_session=False))
+    if moved:  # paid to the card that replaced the one named
+        session.execute(update(L.__table__).where(L.__table__.c.id == bindparam("line_id"))
+                        .values(card_id=bindparam("paid_card")),
+                        [{"line_id": line.id, "paid_card": card.card_id} for line, card in moved])
+    if paying:
+        first, last = paying[0][0].line_no, paying[-1][0].line_no
+        txn = post_credits(session, kind="disbursement", idempotency_key=f"{batch.public_id}:{first}-{last}",
+                           source=batch.reserve_account, reference=batch.public_id,
+                           credits=[Credit(accounts[card.card_id], line.amount) for line, card in paying],
+                           metadata={"description": program.name, "program_id": program.public_id,
+                                     "disbursement_id": batch.public_id})
+        # Every line of the chunk still valid is one just paid: mark them all in one statement.
+        session.execute(text("""
+            UPDATE disbursement_lines SET status = 'done', transaction_id = :txn, processed_at = :now,
+                purse_account = 'card:' || (SELECT public_id FROM cards WHERE cards.id = disbursement_lines.card_id)
+                                || :suffix
+            WHERE disbursement_id = :batch AND status = 'valid' AND line_no BETWEEN :first AND :last
+        """), {"txn": txn.public_id, "now": now, "suffix": suffix, "batch": batch.id, "first": first, "last": last})
     batch.done_lines += len(paying)
     batch.done_amount += sum(line.amount for line, _card in paying)
     batch.failed_lines += len(failing)
@@ -621,20 +659,21 @@ def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
     return True
 
 
-def _successors(session: Session, card_rows: dict) -> dict:
-    """Map each card id to the card its money goes to now (the card itself, or what replaced it)."""
+def _successors(session: Session, replaced: dict) -> dict:
+    """Map each replaced card's id to the card its money goes to now (what replaced it, and so on)."""
     out = {}
-    for card_id, row in card_rows.items():
-        current = row
+    for card_id in replaced:
+        current = None
+        previous_id = card_id
         for _ in range(5):
-            if current.status != CardStatus.REPLACED:
-                break
-            nxt = session.execute(select(Card.id, Card.public_id, Card.status)
-                                  .where(Card.replaces_id == current.id).with_for_update(read=True)).first()
+            nxt = session.execute(select(Card.id.label("card_id"), Card.public_id, Card.status)
+                                  .where(Card.replaces_id == previous_id).with_for_update(read=True)).first()
             if nxt is None:
                 break
-            current = nxt
-        out[card_id] = current
+            current, previous_id = nxt, nxt.card_id
+            if nxt.status != CardStatus.REPLACED:
+                break
+        out[card_id] = current if current is not None else replaced[card_id]
     return out
 
 

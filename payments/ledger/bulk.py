@@ -23,7 +23,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import String, any_, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -103,9 +104,13 @@ def post_credits(session: Session, *, kind: str, idempotency_key: str, source: s
     codes = sorted({c.account for c in credits})
     if source in codes:
         raise ValidationFailed({"credits": ["The source cannot credit itself."]})
+    if session.get_bind().dialect.name == "postgresql":  # one array parameter, not thousands
+        named = Account.code == any_(bindparam("codes", type_=ARRAY(String())))
+    else:
+        named = Account.code.in_(bindparam("codes", expanding=True))
     accounts = {a.code: a for a in session.execute(
         select(Account.id, Account.code, Account.status, Account.currency, Account.mode, Account.normal_side)
-        .where(Account.code.in_(codes)).with_for_update(read=True, key_share=True)).all()}
+        .where(named).with_for_update(read=True, key_share=True), {"codes": codes}).all()}
     for code in codes:
         a = accounts.get(code)
         if a is None:

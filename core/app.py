@@ -82,11 +82,15 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments import api as payments_api
     from payments import cli as payments_cli
     from payments import webhooks as payments_webhooks
+    from payments.topups import api as topups_api
+    from payments.topups import views as topups_pages
+    # Imported for what importing it does: it registers the top-ups' Stripe event handlers.
+    from payments.topups import webhooks as topups_webhooks  # noqa: F401
     from payments.disbursement import api as disbursement_api
     from payments.disbursement import cli as disbursement_cli
 
     for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, payments_api.blp,
-                      payments_webhooks.blp, disbursement_api.blp):
+                      payments_webhooks.blp, disbursement_api.blp, topups_api.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)
@@ -94,6 +98,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     app.register_blueprint(members_pages.bp)
     app.register_blueprint(cards_pages.bp)
     app.register_blueprint(merchants_pages.bp)
+    app.register_blueprint(topups_pages.bp)
     app.cli.add_command(members_cli.cli)
     payments_cli.register(app)
     disbursement_cli.register(app)

@@ -65,6 +65,9 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "PAYMENT_CODE_TTL_SECONDS": int(env.get("PAYMENT_CODE_TTL_SECONDS", 60)),
         "PAYMENT_CODES_PER_MINUTE": int(env.get("PAYMENT_CODES_PER_MINUTE", 20)),
         "CARD_ISSUANCE_INLINE": int(env.get("CARD_ISSUANCE_INLINE", 2000)),
+        # Member top-ups through Stripe, in fen: Stripe refuses charges worth less than about US$0.50.
+        "TOPUP_MIN_AMOUNT": int(env.get("TOPUP_MIN_AMOUNT", 500)),
+        "TOPUP_MAX_AMOUNT": int(env.get("TOPUP_MAX_AMOUNT", 500_000)),
         # Disbursement batches: size limit, chunk per committed step, an optional pause between chunks
         # (to leave room for other work on a busy database), and the amount above which two approvers sign.
         "DISBURSEMENT_MAX_LINES": int(env.get("DISBURSEMENT_MAX_LINES", 1_000_000)),

@@ -7,3 +7,4 @@ import payments.ledger.models  # noqa: F401
 import merchants.models  # noqa: F401
 import payments.models  # noqa: F401
 import payments.disbursement.models  # noqa: F401
+import payments.topups.models  # noqa: F401

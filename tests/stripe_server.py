@@ -5,7 +5,7 @@ It speaks Stripe's wire format (form-encoded requests with bracket notation, JSO
 honours `Idempotency-Key`, logs what it received, and signs webhook deliveries as Stripe does.
 
 A resource is a builder registered with `@resource(...)` over an in-memory store; add transfers,
-payouts, balance transactions or payment intents the same way as accounts below.
+payouts or balance transactions the same way as accounts and payment intents below.
 """
 
 from __future__ import annotations
@@ -348,6 +348,50 @@ class StripeServer:
             account["tos_acceptance"] = {"date": int(time.time())}
             changed = {name: value for name, value in before.items() if account[name] != value}
             return self.emit("account.updated", account, previous_attributes=changed, account=account_id)
+
+    def succeed_payment_intent(self, intent_id: str, *, amount_received: int | None = None) -> dict:
+        """Take the payment as the member's checkout would; return the `payment_intent.succeeded` event.
+
+        `amount_received` stands in for what Stripe reports having taken (the intent's amount unless told).
+        """
+        with self._lock:
+            intent = self._payment_intent(intent_id)
+            if intent["status"] in ("succeeded", "canceled"):
+                raise ValueError(f"{intent_id} is {intent['status']}")
+            intent["status"] = "succeeded"
+            intent["amount_received"] = intent["amount"] if amount_received is None else amount_received
+            intent["last_payment_error"] = None
+            intent["latest_charge"] = new_id("ch")
+            intent["payment_method"] = new_id("pm")
+            return self.emit("payment_intent.succeeded", intent)
+
+    def fail_payment_intent(self, intent_id: str, *, code: str = "card_declined",
+                            message: str = "Your card was declined.") -> dict:
+        """Fail a payment attempt (the intent waits for another); return `payment_intent.payment_failed`."""
+        with self._lock:
+            intent = self._payment_intent(intent_id)
+            if intent["status"] in ("succeeded", "canceled"):
+                raise ValueError(f"{intent_id} is {intent['status']}")
+            intent["status"] = "requires_payment_method"
+            intent["last_payment_error"] = {"type": "card_error", "code": code, "message": message}
+            return self.emit("payment_intent.payment_failed", intent)
+
+    def cancel_payment_intent(self, intent_id: str, *, reason: str = "abandoned") -> dict:
+        """Cancel an unpaid intent; return the `payment_intent.canceled` event."""
+        with self._lock:
+            intent = self._payment_intent(intent_id)
+            if intent["status"] == "succeeded":
+                raise ValueError(f"{intent_id} is succeeded")
+            intent["status"] = "canceled"
+            intent["canceled_at"] = int(time.time())
+            intent["cancellation_reason"] = reason
+            return self.emit("payment_intent.canceled", intent)
+
+    def _payment_intent(self, intent_id: str) -> dict:
+        intent = self.store.get("payment_intents", {}).get(intent_id)
+        if intent is None:
+            raise KeyError(intent_id)
+        return intent
 
     def emit(self, type_: str, obj: dict, *, previous_attributes: dict | None = None,
              account: str | None = None) -> dict:
@@ -712,6 +756,97 @@ def create_account_link(server: StripeServer, params: dict, _id: None) -> dict:
                             "visited": False, "completed": False}
     return {"object": "account_link", "created": created, "expires_at": created + ACCOUNT_LINK_TTL_SECONDS,
             "url": f"{server.url}/connect/onboarding/{account_id}/{token}"}
+
+
+# The amounts a PaymentIntent may ask for: at least one minor unit, at most eight digits.
+PAYMENT_INTENT_MAX_AMOUNT = 99_999_999
+PAYMENT_INTENT_OPEN = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+
+def _intent_amount(params: dict) -> int:
+    value = form_string(params, "amount")
+    if value is None:
+        raise missing("amount")
+    if not re.fullmatch(r"\d{1,12}", value):
+        raise invalid(f"Invalid integer: {value}", param="amount")
+    amount = int(value)
+    if amount < 1:
+        raise invalid("This value must be greater than or equal to 1.", param="amount", code="amount_too_small")
+    if amount > PAYMENT_INTENT_MAX_AMOUNT:
+        raise invalid(f"Amount must be no more than {PAYMENT_INTENT_MAX_AMOUNT}.", param="amount",
+                      code="amount_too_large")
+    return amount
+
+
+def _intent_currency(params: dict) -> str:
+    value = form_string(params, "currency")
+    if value is None:
+        raise missing("currency")
+    if not re.fullmatch(r"[a-zA-Z]{3}", value):
+        raise invalid(f"Invalid currency: {value}.", param="currency")
+    return value.lower()
+
+
+def _update_payment_intent(server: StripeServer, intent: dict, params: dict) -> None:
+    if intent["status"] not in PAYMENT_INTENT_OPEN:
+        raise invalid(f"This PaymentIntent's parameters could not be updated because it has a status of "
+                      f"{intent['status']}.", code="payment_intent_unexpected_state")
+    if "amount" in params:
+        intent["amount"] = _intent_amount(params)
+    if "currency" in params:
+        intent["currency"] = _intent_currency(params)
+    if "description" in params:
+        intent["description"] = form_string(params, "description") or None
+    intent["metadata"] = metadata(params, intent["metadata"])
+
+
+@resource("payment_intents", "payment_intent", "pi", update=_update_payment_intent,
+          params={"amount", "currency", "metadata", "automatic_payment_methods", "description", "customer",
+                  "payment_method_types", "receipt_email", "statement_descriptor_suffix", "capture_method"})
+def create_payment_intent(server: StripeServer, params: dict, intent_id: str) -> dict:
+    """Create a PaymentIntent waiting for the customer to pay it (with the client secret to do so)."""
+    amount, currency = _intent_amount(params), _intent_currency(params)
+    automatic = params.get("automatic_payment_methods")
+    if automatic is not None:
+        if not isinstance(automatic, dict):
+            raise invalid("Invalid hash", param="automatic_payment_methods")
+        enabled = form_bool(automatic, "enabled")
+        if enabled is None:
+            raise missing("automatic_payment_methods[enabled]")
+        automatic = {"enabled": enabled}
+    types = params.get("payment_method_types")
+    if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+        raise invalid("Invalid array", param="payment_method_types")
+    if automatic and automatic["enabled"] and types:
+        raise invalid("You may only specify one of these parameters: automatic_payment_methods, "
+                      "payment_method_types.", param="payment_method_types")
+    capture = form_string(params, "capture_method") or "automatic"
+    if capture not in ("automatic", "automatic_async", "manual"):
+        raise invalid(f"Invalid capture_method: {capture}", param="capture_method")
+    return {
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_received": 0,
+        "automatic_payment_methods": automatic,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": capture,
+        "client_secret": f"{intent_id}_secret_{''.join(secrets.choice(_ALPHABET) for _ in range(25))}",
+        "confirmation_method": "automatic",
+        "created": int(time.time()),
+        "currency": currency,
+        "customer": form_string(params, "customer"),
+        "description": form_string(params, "description"),
+        "last_payment_error": None,
+        "latest_charge": None,
+        "livemode": False,
+        "metadata": metadata(params),
+        "payment_method": None,
+        "payment_method_types": types or ["card"],
+        "receipt_email": form_string(params, "receipt_email"),
+        "status": "requires_payment_method",
+    }
 
 
 # Events are made by Stripe itself (StripeServer.emit); the API only reads them.

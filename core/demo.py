@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from core.auth import Actor, create_user
-from core.db import db
+from core.db import db, utcnow
 from core.models import Role, User
 from members import service as members
 from members.models import Member, Union
@@ -99,8 +99,46 @@ def load_demo(session, cipher, members_per_union: int = 40, seed: int = 2026) ->
                 display_name=first_member.name, member_id=first_member.id)
     session.commit()
     _demo_cards(session, cipher, root_actor, federation)
+    _demo_aid(session, cipher, federation, city_unions["640100"])
     _demo_merchants(session, cipher)
     session.commit()
+
+
+def _demo_aid(session, cipher, federation: Union, yinchuan: Union) -> None:
+    """Two funded programs: hardship aid paid by rule to 银川's hardship register, medical aid (restricted)
+    paid from a CSV to the demo member; and a third batch waiting for the approver."""
+    from payments.disbursement import service as aid
+    from payments.disbursement.models import ProgramKind, PursePolicy
+
+    maker = Actor.of(session.scalar(select(User).where(User.username == "finance-maker")))
+    approver = Actor.of(session.scalar(select(User).where(User.username == "finance-approver")))
+    above = current_app.config["DISBURSEMENT_SECOND_APPROVAL_ABOVE"]
+    warmth = aid.create_program(session, maker, name="2026年送温暖", kind=ProgramKind.HARDSHIP_AID,
+                                purse=PursePolicy.GENERAL, union_id=federation.public_id)
+    medical = aid.create_program(session, maker, name="职工医疗互助", kind=ProgramKind.MEDICAL_AID,
+                                 purse=PursePolicy.RESTRICTED, union_id=federation.public_id,
+                                 allowed_categories=["pharmacy", "medical"],
+                                 expires_at=utcnow() + dt.timedelta(days=25))
+    for program, amount, reference in ((warmth, 20_000_000, "宁夏银行 2026-11-02 入账"),
+                                       (medical, 5_000_000, "宁夏银行 2026-11-05 入账")):
+        funding = aid.create_funding(session, maker, program.public_id, amount=amount, currency="CNY",
+                                     reference=reference)
+        aid.approve_funding(session, approver, funding.public_id)
+    paid = aid.create_batch_from_rule(session, maker, warmth.public_id,
+                                      aid.Rule(amount=50_000, union_id=yinchuan.public_id, hardship_min_level=1),
+                                      note="冬季送温暖：银川市困难职工每户500元", max_lines=10_000)
+    demo_member = session.scalar(select(User).where(User.username == "member")).member_id
+    id_number = cipher.decrypt(session.get(Member, demo_member).id_number_enc, members.ID_CONTEXT)
+    medical_batch = aid.create_batch_from_csv(
+        session, cipher, maker, medical.public_id, io.BytesIO(f"id_number,amount,note\n{id_number},30000,住院补助\n"
+                                                              .encode()), "医疗互助.csv", max_lines=100)
+    for batch in (paid, medical_batch):
+        if batch.valid_lines:
+            aid.approve_batch(session, approver, batch.public_id, second_approval_above=above)
+            aid.run_batch(session, batch.public_id)
+    aid.create_batch_from_rule(session, maker, warmth.public_id,
+                               aid.Rule(amount=30_000, hardship_min_level=2), note="元旦慰问（待复核）",
+                               max_lines=10_000)
 
 
 DEMO_PIN = "258369"

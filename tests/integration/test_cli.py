@@ -65,6 +65,14 @@ def test_demo_loads_a_realistic_data_set_once(runner, session):
     demo_card = session.scalar(select(Card).where(Card.member_id == demo_member.member_id))
     assert demo_card.status == CardStatus.ACTIVE and demo_card.pin_hash
     assert "PIN" in result.output
+    # Aid reached the cards: the demo member holds medical aid, and a batch waits for the approver.
+    from cards.service import purse_balances
+    from payments.disbursement.models import BatchStatus, Disbursement
+
+    aid = [p for p in purse_balances(session, demo_card) if p.purse == "restricted"]
+    assert [p.amount for p in aid] == [30_000] and aid[0].allowed_categories == ["medical", "pharmacy"]
+    statuses = set(session.scalars(select(Disbursement.status)).all())
+    assert {BatchStatus.COMPLETED, BatchStatus.DRAFT} <= statuses
     again = runner.invoke(args=["demo"])
     assert again.exit_code == 0 and "already loaded" in again.output
     assert session.scalar(select(func.count()).select_from(demo_members.subquery())) == members

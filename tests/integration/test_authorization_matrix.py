@@ -5,7 +5,11 @@ import io
 import pytest
 
 from cards import service as cards
+from payments.disbursement import service as disbursement
+from payments.disbursement.models import ProgramKind, PursePolicy
 from core.auth import Actor
+from core.ids import new_public_id
+from payments.topups.models import TopUp
 from core.models import Role
 from merchants import service
 from merchants.models import MerchantCategory
@@ -42,9 +46,23 @@ def world(session, cipher, app):
     cards.change_state(session, Actor.of(users[Role.MEMBER]), own_card.public_id, "activate")
     other_card = cards.issue_card(session, cipher, f.PLATFORM, other_member.public_id, prefix="880064")
     fresh = f.member(session, cipher, tree["yc_base"], "新人")
+    top_up = TopUp(public_id=new_public_id("top"), member_id=own_member.id, card_id=own_card.id, amount=1000,
+                   payment_intent_id=f"pi_matrix_{f.next_id()}")
+    other_top_up = TopUp(public_id=new_public_id("top"), member_id=other_member.id, card_id=other_card.id,
+                         amount=1000, payment_intent_id=f"pi_matrix_{f.next_id()}")
+    session.add_all([top_up, other_top_up])
+    session.commit()
     run = cards.start_bulk_issuance(session, f.PLATFORM, tree["xq"].public_id)
     other_run = cards.start_bulk_issuance(session, f.PLATFORM, tree["gy"].public_id)
+    maker = Actor.of(users[Role.FINANCE_MAKER])
+    program = disbursement.create_program(session, maker, name="送温暖", kind=ProgramKind.HARDSHIP_AID,
+                                          purse=PursePolicy.GENERAL, union_id=tree["fed"].public_id)
+    funding = disbursement.create_funding(session, maker, program.public_id, amount=1000, currency="CNY",
+                                          reference="r")
+    batch = disbursement.create_batch_from_rule(session, maker, program.public_id, disbursement.Rule(amount=100),
+                                                max_lines=1000)
     return {"tree": tree, "own": own_member, "other": other_member, "headers": headers, "shop": shop,
+            "program": program, "funding": funding, "batch": batch, "top_up": top_up, "other_top_up": other_top_up,
             "other_shop": other_shop, "draft": draft, "doc": draft.documents[0], "submitted": submitted,
             "cashier": users[Role.MERCHANT_CASHIER], "card": own_card, "other_card": other_card, "fresh": fresh,
             "run": run, "other_run": other_run}
@@ -78,6 +96,8 @@ MERCHANT_ADMINS = {Role.MERCHANT_REVIEWER, Role.UNION_ADMIN}
 REVIEWER = {Role.MERCHANT_REVIEWER}
 APPLICANT = {Role.APPLICANT}
 MEMBER = {Role.MEMBER}
+FINANCE = {Role.FINANCE_MAKER, Role.FINANCE_APPROVER}
+FINANCE_READERS = FINANCE | {Role.AUDITOR}
 CARD_READERS = {Role.MEMBER, Role.UNION_ADMIN, Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}
 
 
@@ -180,11 +200,42 @@ ENDPOINTS = [
     ("card transactions", "get", card_url("/transactions"), None, CARD_READERS, 200),
     ("payment code", "post", card_url("/payment-codes"), None, MEMBER, 201),
     ("payment code image", "get", card_url("/payment-codes/881234567890123452.svg"), None, MEMBER, 404),
+    ("start top-up", "post", card_url("/top-ups"), lambda w: {"json": {"amount": 1}}, MEMBER, 422),
+    ("get top-up", "get", lambda w: f"/api/v1/top-ups/{w['top_up'].public_id}", None,
+     MEMBER | {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
     ("bulk issuance", "post", lambda w: "/api/v1/card-issuances",
      lambda w: {"json": {"union_id": w["tree"]["yc_base"].public_id}}, ADMIN_OK, 201),
     ("get bulk issuance", "get", lambda w: f"/api/v1/card-issuances/{w['run'].public_id}", None, ADMIN_OK, 200),
     ("resume bulk issuance", "post", lambda w: f"/api/v1/card-issuances/{w['run'].public_id}/resume", None,
      ADMIN_OK, 409),
+    ("create program", "post", lambda w: "/api/v1/programs",
+     lambda w: {"json": {"name": "金秋助学", "kind": "student_aid", "purse": "general",
+                         "union_id": w["tree"]["fed"].public_id}}, FINANCE, 201),
+    ("list programs", "get", lambda w: "/api/v1/programs", None, FINANCE_READERS, 200),
+    ("get program", "get", lambda w: f"/api/v1/programs/{w['program'].public_id}", None, FINANCE_READERS, 200),
+    ("enter funding", "post", lambda w: f"/api/v1/programs/{w['program'].public_id}/fundings",
+     lambda w: {"json": {"amount": 100, "reference": "x"}}, FINANCE, 201),
+    ("list fundings", "get", lambda w: f"/api/v1/programs/{w['program'].public_id}/fundings", None,
+     FINANCE_READERS, 200),
+    ("approve funding", "post", lambda w: f"/api/v1/fundings/{w['funding'].public_id}/approve", None,
+     {Role.FINANCE_APPROVER}, 200),
+    ("reject funding", "post", lambda w: f"/api/v1/fundings/{w['funding'].public_id}/reject", None,
+     {Role.FINANCE_APPROVER}, 200),
+    ("create batch", "post", lambda w: "/api/v1/disbursements",
+     lambda w: {"json": {"program_id": w["program"].public_id, "rule": {"amount": 100}}}, FINANCE, 201),
+    ("list batches", "get", lambda w: "/api/v1/disbursements", None, FINANCE_READERS, 200),
+    ("get batch", "get", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}", None, FINANCE_READERS, 200),
+    ("batch lines", "get", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}/lines", None, FINANCE_READERS,
+     200),
+    ("batch result", "get", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}/result.csv", None,
+     FINANCE_READERS, 200),
+    ("approve batch", "post", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}/approve", None,
+     {Role.FINANCE_APPROVER}, 422),
+    ("cancel batch", "post", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}/cancel", None, FINANCE, 200),
+    ("resume batch", "post", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}/resume", None, FINANCE, 409),
+    ("request clawback", "post", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}/lines/1/clawbacks",
+     lambda w: {"json": {"reason": "r"}}, FINANCE, 409),
+    ("approve clawback", "post", lambda w: "/api/v1/clawbacks/clb_none/approve", None, {Role.FINANCE_APPROVER}, 404),
     ("ledger verify", "get", lambda w: "/api/v1/ledger/verify", None,
      {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
     ("trial balance", "get", lambda w: "/api/v1/ledger/trial-balance", None,
@@ -286,7 +337,8 @@ def test_member_gets_404_for_another_members_record(client, world):
 
 
 OTHER_MEMBERS_CARD = ["", "/number", "/balances", "/transactions", "/activate", "/freeze", "/unfreeze",
-                      "/report-lost", "/replace", "/pin", "/payment-codes", "/payment-codes/881234567890123452.png"]
+                      "/report-lost", "/replace", "/pin", "/payment-codes", "/payment-codes/881234567890123452.png",
+                      "/top-ups"]
 
 
 @pytest.mark.parametrize("suffix", OTHER_MEMBERS_CARD)
@@ -294,10 +346,17 @@ def test_a_member_gets_404_for_another_members_card(client, world, suffix):
     url = f"/api/v1/cards/{world['other_card'].public_id}{suffix}"
     if suffix == "/pin":
         resp = client.put(url, json={"pin": "583920"}, headers=world["headers"][Role.MEMBER])
+    elif suffix == "/top-ups":
+        resp = client.post(url, json={"amount": 1000}, headers=world["headers"][Role.MEMBER])
     elif suffix in ("", "/number", "/balances", "/transactions") or suffix.endswith(".png"):
         resp = client.get(url, headers=world["headers"][Role.MEMBER])
     else:
         resp = client.post(url, headers=world["headers"][Role.MEMBER])
+    assert resp.status_code == 404 and resp.get_json()["error"] == "not_found"
+
+
+def test_a_member_gets_404_for_another_members_top_up(client, world):
+    resp = client.get(f"/api/v1/top-ups/{world['other_top_up'].public_id}", headers=world["headers"][Role.MEMBER])
     assert resp.status_code == 404 and resp.get_json()["error"] == "not_found"
 
 
@@ -343,6 +402,14 @@ def test_every_endpoint_in_the_matrix_is_covered(app):
                "/api/v1/cards/<card_id>/payment-codes",
                "/api/v1/cards/<card_id>/payment-codes/<code>.<any(svg, png):fmt>",
                "/api/v1/card-issuances", "/api/v1/card-issuances/<run_id>", "/api/v1/card-issuances/<run_id>/resume",
+               "/api/v1/cards/<card_id>/top-ups", "/api/v1/top-ups/<top_up_id>",
+               "/api/v1/programs", "/api/v1/programs/<program_id>", "/api/v1/programs/<program_id>/fundings",
+               "/api/v1/fundings/<funding_id>/approve", "/api/v1/fundings/<funding_id>/reject",
+               "/api/v1/disbursements", "/api/v1/disbursements/<batch_id>", "/api/v1/disbursements/<batch_id>/lines",
+               "/api/v1/disbursements/<batch_id>/result.csv", "/api/v1/disbursements/<batch_id>/approve",
+               "/api/v1/disbursements/<batch_id>/cancel", "/api/v1/disbursements/<batch_id>/resume",
+               "/api/v1/disbursements/<batch_id>/lines/<int:line_no>/clawbacks",
+               "/api/v1/clawbacks/<clawback_id>/approve",
                "/api/v1/merchants/<merchant_id>/staff/<user_id>",
                "/api/v1/merchants/<merchant_id>/stripe/onboarding-link", "/api/v1/agreements/renewals",
                # public: anyone may sign up and read the directory

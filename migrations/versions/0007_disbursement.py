@@ -60,6 +60,7 @@ def upgrade() -> None:
     sa.Column('failed_amount', sa.BigInteger(), nullable=False),
     sa.Column('returned_amount', sa.BigInteger(), nullable=False),
     sa.Column('error', sa.String(length=500), nullable=True),
+    sa.Column('cursor', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('progressed_at', sa.DateTime(timezone=True), nullable=True),
@@ -119,7 +120,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_disbursement_lines')),
     sa.UniqueConstraint('disbursement_id', 'line_no', name='uq_disbursement_lines_disbursement_id_line_no')
     )
-    op.create_index('ix_disbursement_lines_batch_status', 'disbursement_lines', ['disbursement_id', 'status', 'line_no'], unique=False)
     op.create_index(op.f('ix_disbursement_lines_member_id'), 'disbursement_lines', ['member_id'], unique=False)
     op.create_table('disbursement_clawbacks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -146,7 +146,6 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_disbursement_clawbacks_line_id'), table_name='disbursement_clawbacks')
     op.drop_table('disbursement_clawbacks')
     op.drop_index(op.f('ix_disbursement_lines_member_id'), table_name='disbursement_lines')
-    op.drop_index('ix_disbursement_lines_batch_status', table_name='disbursement_lines')
     op.drop_table('disbursement_lines')
     op.drop_index(op.f('ix_program_fundings_program_id'), table_name='program_fundings')
     op.drop_table('program_fundings')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import BigIntPK, Base, JSONType, enum_type, utcnow
@@ -124,6 +124,8 @@ class Disbursement(Base):
     failed_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     returned_amount: Mapped[int] = mapped_column(BigInteger, default=0)  # given back to the budget at the end
     error: Mapped[str | None] = mapped_column(String(500))
+    # The last line number the run has dealt with: it goes on after it (every line before is settled).
+    cursor: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     progressed_at: Mapped[dt.datetime | None]
@@ -145,7 +147,6 @@ class DisbursementLine(Base):
     __tablename__ = "disbursement_lines"
     __table_args__ = (
         UniqueConstraint("disbursement_id", "line_no", name="uq_disbursement_lines_disbursement_id_line_no"),
-        Index("ix_disbursement_lines_batch_status", "disbursement_id", "status", "line_no"),
     )
 
     id: Mapped[BigIntPK]

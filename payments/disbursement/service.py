@@ -53,7 +53,7 @@ MAX_NOTE = 200
 INSERT_CHUNK = 5000
 CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A card that can still take money: not lost (it will be replaced), replaced or cancelled.
-PAYABLE = (CardStatus.ISSUED, CardStatus.ACTIVE, CardStatus.FROZEN)
+PAYABLE = frozenset({CardStatus.ISSUED, CardStatus.ACTIVE, CardStatus.FROZEN})
 
 
 def budget_account(program_public_id: str) -> str:
@@ -344,8 +344,15 @@ _LINE_COLUMNS = ("disbursement_id, line_no, ref_kind, ref_masked, ref_index, mem
 _PAYABLE_SQL = "('issued', 'active', 'frozen')"
 
 
+def _roomy(session: Session) -> None:
+    """Give this transaction's joins and sorts room to run in memory (PostgreSQL's default is 4 MB)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
+
+
 def _lines_from_stage(session: Session, batch: Disbursement) -> None:
     """Resolve every staged line (member, card, union, the first problem) in one INSERT ... SELECT."""
+    _roomy(session)
     messages, params = _message_sql()
     card_status = "COALESCE(c3.status, c2.status, c1.status, c0.status, lc.status)"
     session.execute(text(f"""
@@ -436,6 +443,7 @@ def create_batch_from_rule(session: Session, actor: Actor, program_id: str, rule
 
 def _validated(session: Session, actor: Actor, batch: Disbursement) -> Disbursement:
     """Mark later lines of a member already on an earlier line; record the counts; commit the draft."""
+    _roomy(session)
     session.execute(text("""
         UPDATE disbursement_lines SET status = 'invalid', error_code = 'duplicate_line', error_message = :message
         WHERE id IN (
@@ -581,7 +589,7 @@ def run_batch(session: Session, batch_id: str, *, chunk: int = 5000, pause: floa
     batch.error = None
     session.commit()
     try:
-        while _run_chunk(session, batch_id, chunk):
+        while _run_chunk_retrying(session, batch_id, chunk):
             if pause:
                 time.sleep(pause)
         batch = _finish(session, batch_id)
@@ -596,6 +604,19 @@ def run_batch(session: Session, batch_id: str, *, chunk: int = 5000, pause: floa
     return batch
 
 
+def _run_chunk_retrying(session: Session, batch_id: str, size: int) -> bool:
+    """Run a chunk; if a card of it was replaced or cancelled while it ran (its purse closed under us),
+    roll back and run the chunk again, which then sees the card's new state."""
+    for attempt in range(3):
+        try:
+            return _run_chunk(session, batch_id, size)
+        except Conflict as exc:
+            if exc.code != "account_closed" or attempt == 2:
+                raise
+            session.rollback()
+    return False
+
+
 def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
     """Pay the next chunk of valid lines; tell whether there was one."""
     batch = get_batch(session, batch_id, lock=True)  # runners take turns here
@@ -603,12 +624,12 @@ def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
         session.rollback()
         return False
     L = DisbursementLine
-    # FOR SHARE of the cards: a replacement or cancellation of one of them waits for this chunk, and we for it.
+    # From the cursor on, by the unique (batch, line number) index: every line before it is settled.
     lines = session.execute(
         select(L.id, L.line_no, L.card_id, L.amount, Card.public_id, Card.status)
         .join(Card, Card.id == L.card_id)
-        .where(L.disbursement_id == batch.id, L.status == LineStatus.VALID).order_by(L.line_no).limit(size)
-        .with_for_update(of=Card, read=True)).all()
+        .where(L.disbursement_id == batch.id, L.line_no > batch.cursor, L.status == LineStatus.VALID)
+        .order_by(L.line_no).limit(size)).all()
     if not lines:
         session.rollback()
         return False
@@ -650,6 +671,7 @@ def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
                                 || :suffix
             WHERE disbursement_id = :batch AND status = 'valid' AND line_no BETWEEN :first AND :last
         """), {"txn": txn.public_id, "now": now, "suffix": suffix, "batch": batch.id, "first": first, "last": last})
+    batch.cursor = lines[-1].line_no
     batch.done_lines += len(paying)
     batch.done_amount += sum(line.amount for line, _card in paying)
     batch.failed_lines += len(failing)

@@ -20,8 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from sqlalchemy import String, any_, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -47,8 +46,7 @@ from payments.ledger.types import MAX_AMOUNT, MAX_KEY_LENGTH
 MAX_CREDITS = 20_000
 
 
-@dataclass(frozen=True)
-class Credit:
+class Credit(NamedTuple):
     account: str
     amount: int
 
@@ -67,8 +65,9 @@ def _check(kind: str, key: str, credits: Sequence[Credit], reference: str | None
         raise ValidationFailed({"idempotency_key": [f"1 to {MAX_KEY_LENGTH} characters."]})
     if not 1 <= len(credits) <= MAX_CREDITS:
         raise ValidationFailed({"credits": [f"A bulk posting has 1 to {MAX_CREDITS} credits."]})
+    for code in {c.account for c in credits}:
+        check_code(code)
     for n, c in enumerate(credits):
-        check_code(c.account)
         if isinstance(c.amount, bool) or not isinstance(c.amount, int) or not 0 < c.amount <= MAX_AMOUNT:
             raise ValidationFailed({f"credits.{n}.amount": ["A positive integer of minor units."]})
     if reference is not None and len(reference) > 200:

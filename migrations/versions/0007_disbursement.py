@@ -118,7 +118,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_disbursement_lines_member_id_members'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['union_id'], ['unions.id'], name=op.f('fk_disbursement_lines_union_id_unions'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_disbursement_lines')),
-    sa.UniqueConstraint('disbursement_id', 'line_no', name='uq_disbursement_lines_disbursement_id_line_no')
+    sa.UniqueConstraint('disbursement_id', 'line_no', name='uq_disbursement_lines_disbursement_id_line_no'),
+    postgresql_with={'fillfactor': 60},
     )
     op.create_index(op.f('ix_disbursement_lines_member_id'), 'disbursement_lines', ['member_id'], unique=False)
     op.create_table('disbursement_clawbacks',

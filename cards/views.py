@@ -159,9 +159,12 @@ def _my_card_page(revealed: tuple[str, str] | None = None):
         else []
     card = next((c for c in cards if c.is_live), None)
     purses = _purses(card) if card else []
+    # Aid that goes back to its program soon unless it is spent: said at the top of the page.
+    expiring = [row["balance"] for row in purses
+                if row["restricted"] and row["expiring"] and not row["expired"] and row["balance"].amount > 0]
     old = [c for c in reversed(cards) if not c.is_live]
     number = revealed[1] if revealed and card and revealed[0] == card.public_id else None
-    html = render_template("cards/my_card.html", card=card, purses=purses, old_cards=old,
+    html = render_template("cards/my_card.html", card=card, purses=purses, expiring=expiring, old_cards=old,
                            total=sum(p["balance"].amount for p in purses), number=number, may=_may,
                            grouped=group_digits)
     return _no_store(current_app.make_response(html))

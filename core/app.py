@@ -88,6 +88,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments.topups import webhooks as topups_webhooks  # noqa: F401
     from payments.disbursement import api as disbursement_api
     from payments.disbursement import cli as disbursement_cli
+    from payments.disbursement import views as disbursement_pages
 
     for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, payments_api.blp,
                       payments_webhooks.blp, disbursement_api.blp, topups_api.blp):
@@ -98,6 +99,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     app.register_blueprint(members_pages.bp)
     app.register_blueprint(cards_pages.bp)
     app.register_blueprint(merchants_pages.bp)
+    app.register_blueprint(disbursement_pages.bp)
     app.register_blueprint(topups_pages.bp)
     app.cli.add_command(members_cli.cli)
     payments_cli.register(app)

@@ -1,4 +1,5 @@
-"""Every member-registry page x every role: who sees it, who is refused, and another subtree's objects."""
+"""Every console page x every role: who sees it, who is refused, and another subtree's objects; the finance
+pages' changes x every role."""
 
 import io
 import re
@@ -9,12 +10,16 @@ from cards import service as cards
 from core.auth import Actor
 from core.models import MERCHANT_ROLES, Role
 from members import service
+from payments.disbursement import service as disbursement
+from payments.disbursement.models import ProgramKind, PursePolicy
 from tests import factories as f
 
 ANON = "anonymous"
 READERS = {Role.UNION_ADMIN, Role.AUDITOR}
 ADMINS = {Role.UNION_ADMIN}
 MEMBERS = {Role.MEMBER}
+FINANCE = {Role.FINANCE_MAKER, Role.FINANCE_APPROVER}
+FINANCE_READERS = FINANCE | {Role.AUDITOR}
 PAGES = [
     ("search", lambda w: "/console/members/", READERS),
     ("member", lambda w: f"/console/members/{w['member'].public_id}", READERS),
@@ -26,6 +31,12 @@ PAGES = [
     ("card issuance run", lambda w: f"/console/cards/issuance/{w['run'].public_id}", READERS),
     ("card issuance progress", lambda w: f"/console/cards/issuance/{w['run'].public_id}/progress", READERS),
     ("my card", lambda w: "/card/", MEMBERS),
+    ("finance programs", lambda w: "/finance/programs/", FINANCE_READERS),
+    ("finance program", lambda w: f"/finance/programs/{w['program'].public_id}", FINANCE_READERS),
+    ("finance new batch", lambda w: f"/finance/disbursements/new?program_id={w['program'].public_id}", FINANCE),
+    ("finance batch", lambda w: f"/finance/disbursements/{w['batch'].public_id}", FINANCE_READERS),
+    ("finance batch progress", lambda w: f"/finance/disbursements/{w['batch'].public_id}/progress", FINANCE_READERS),
+    ("finance batch result", lambda w: f"/finance/disbursements/{w['batch'].public_id}/result.csv", FINANCE_READERS),
 ]
 # The pages that show one object: a scoped admin of another subtree must not learn it exists.
 OBJECT_PAGES = [page for page in PAGES if page[0] in {"member", "import status", "import progress",
@@ -52,7 +63,15 @@ def world(session, cipher, app):
                                app.config["UPLOAD_FOLDER"], 100)
     run = cards.start_bulk_issuance(session, Actor.of(yc_admin), tree["yc_base"].public_id)
     card = cards.issue_card(session, cipher, Actor.of(yc_admin), member.public_id, prefix="880064")
-    return {"tree": tree, "member": member, "import": imp, "yc_admin": yc_admin, "run": run, "card": card}
+    maker = Actor.of(f.user(session, Role.FINANCE_MAKER))
+    program = disbursement.create_program(session, maker, name="送温暖", kind=ProgramKind.HARDSHIP_AID,
+                                          purse=PursePolicy.GENERAL, union_id=tree["yc"].public_id)
+    funding = disbursement.create_funding(session, maker, program.public_id, amount=10_000, currency="CNY",
+                                          reference="BANK-1")
+    batch = disbursement.create_batch_from_rule(session, maker, program.public_id, disbursement.Rule(amount=100),
+                                                max_lines=100)
+    return {"tree": tree, "member": member, "import": imp, "yc_admin": yc_admin, "run": run, "card": card,
+            "program": program, "funding": funding, "batch": batch}
 
 
 def user_for(session, cipher, world, role):
@@ -126,3 +145,39 @@ def test_a_scoped_admin_gets_404_for_another_subtrees_cards(client, session, wor
     assert resp.status_code == 404 and card.number_masked not in resp.get_data(as_text=True)
     assert client.post("/console/cards/issue", data={"member_id": world["member"].public_id,
                                                      "csrf_token": csrf_token(client)}).status_code == 404
+
+
+# The finance pages' changes: makers and approvers act, approvers alone approve, everyone else is refused.
+FINANCE_ACTIONS = [
+    ("create program", lambda w: "/finance/programs/", FINANCE,
+     lambda w: {"name": "金秋助学", "kind": "student_aid", "purse": "general", "union_id": w["tree"]["yc"].public_id}),
+    ("enter funding", lambda w: f"/finance/programs/{w['program'].public_id}/fundings", FINANCE,
+     lambda w: {"amount": "100", "reference": "BANK-2"}),
+    ("approve funding",
+     lambda w: f"/finance/programs/{w['program'].public_id}/fundings/{w['funding'].public_id}/approve",
+     {Role.FINANCE_APPROVER}, lambda w: {}),
+    ("reject funding",
+     lambda w: f"/finance/programs/{w['program'].public_id}/fundings/{w['funding'].public_id}/reject",
+     {Role.FINANCE_APPROVER}, lambda w: {}),
+    ("batch by rule", lambda w: "/finance/disbursements/new", FINANCE,
+     lambda w: {"source": "rule", "program_id": w["program"].public_id, "amount": "1"}),
+    ("approve batch", lambda w: f"/finance/disbursements/{w['batch'].public_id}/approve", {Role.FINANCE_APPROVER},
+     lambda w: {}),
+    ("cancel batch", lambda w: f"/finance/disbursements/{w['batch'].public_id}/cancel", FINANCE, lambda w: {}),
+    ("resume batch", lambda w: f"/finance/disbursements/{w['batch'].public_id}/resume", FINANCE, lambda w: {}),
+]
+
+
+@pytest.mark.parametrize("role", list(Role) + [ANON], ids=lambda r: getattr(r, "value", r))
+@pytest.mark.parametrize("action", FINANCE_ACTIONS, ids=[a[0] for a in FINANCE_ACTIONS])
+def test_finance_actions_matrix(client, session, cipher, world, action, role):
+    _name, url, allowed, data = action
+    if role != ANON:
+        sign_in(client, user_for(session, cipher, world, role).username)
+    resp = client.post(url(world), data={"csrf_token": csrf_token(client), **data(world)})
+    if role == ANON:
+        assert resp.status_code == 302 and resp.headers["Location"].startswith("/login?next=")
+    elif role in allowed:
+        assert resp.status_code == 302 and resp.headers["Location"].startswith("/finance/"), resp.get_data(as_text=True)
+    else:
+        assert resp.status_code == 403 and resp.mimetype == "text/html"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 CURRENCIES = {"CNY": 2}
 BP_DENOMINATOR = 10_000
 
@@ -25,3 +28,15 @@ def format_amount(amount: int, currency: str = "CNY") -> str:
     major, minor = divmod(abs(amount), 10 ** digits)
     symbol = "¥" if currency == "CNY" else currency + " "
     return f"{sign}{symbol}{major:,}.{minor:0{digits}d}"
+
+
+_YUAN_RE = re.compile(r"^(\d{1,10})(?:\.(\d{1,2}))?$", re.ASCII)
+
+
+def parse_yuan(text: str | None) -> int | None:
+    """Read an amount typed in yuan (`500`, `500.5`, `1,500.05`, full-width digits too) as fen; None if it
+    is not one."""
+    match = _YUAN_RE.match(unicodedata.normalize("NFKC", text or "").replace(",", "").strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * 100 + int((match.group(2) or "").ljust(2, "0"))

@@ -167,7 +167,11 @@ def list_lines(args, batch_id):
 @blp.response(200, description="Every line with its outcome, as CSV (references masked)")
 def result_csv(batch_id):
     """Download every line with what became of it."""
-    batch = service.get_batch(db.session, batch_id)
+    return result_csv_response(service.get_batch(db.session, batch_id))
+
+
+def result_csv_response(batch) -> Response:
+    """Stream a batch's lines with their outcomes as a CSV download (the API's and the pages' alike)."""
     internal_id = batch.id
 
     def generate():

@@ -383,6 +383,7 @@ def _lines_from_stage(session: Session, batch: Disbursement) -> None:
             LEFT JOIN members mc ON mc.id = c0.member_id
             LEFT JOIN unions u ON u.id = COALESCE(mi.union_id, mc.union_id)
         ) AS r
+        ORDER BY r.line_no
     """), {"batch": batch.id, "prefix": batch.program.union.path, "prefix_length": len(batch.program.union.path),
            **params})
     session.connection().exec_driver_sql("DROP TABLE IF EXISTS disbursement_stage")
@@ -437,6 +438,7 @@ def create_batch_from_rule(session: Session, actor: Actor, program_id: str, rule
         FROM members m JOIN unions u ON u.id = m.union_id {hardship}
         LEFT JOIN cards lc ON lc.member_id = m.id AND lc.status IN {_PAYABLE_SQL}
         WHERE m.status = 'active' AND substr(u.path, 1, :prefix_length) = :prefix
+        ORDER BY m.id
     """), {**params, "batch": batch.id, "amount": rule.amount, "no_card": ERRORS["no_active_card"]})
     return _validated(session, actor, batch)
 

@@ -3,23 +3,18 @@ four-eyes approval, a polled progress bar, the result file, and claw-backs."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
 import re
-import unicodedata
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     jsonify,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext as _
@@ -32,12 +27,13 @@ from core.errors import DomainError, ValidationFailed
 from core.i18n import BUSINESS_TZ, N_
 from core.jobs import jobs
 from core.models import Role, User
-from core.money import format_amount
+from core.money import format_amount, parse_yuan
 from core.web import current_actor, field_cipher, page_roles
 from members import service as members
 from merchants.models import MerchantCategory
 from payments.disbursement import schemas as s
 from payments.disbursement import service
+from payments.disbursement.api import result_csv_response
 from payments.disbursement.models import (
     BatchStatus,
     Clawback,
@@ -64,7 +60,6 @@ UNIONS_TO_CHOOSE = 200
 PROGRAMS_TO_CHOOSE = 200
 # Progress is polled every second; the bar stops asking after about ten minutes and offers a reload.
 POLL_LIMIT = 600
-YUAN_RE = re.compile(r"^(\d{1,10})(?:\.(\d{1,2}))?$", re.ASCII)
 
 KIND_LABELS = {
     "hardship_aid": N_("Hardship aid"),
@@ -165,15 +160,6 @@ FIELD_HINTS = {
     "hardship_min_level": N_("Choose a level from the list."),
     "program_id": N_("Choose a program."),
 }
-
-
-def parse_yuan(text: str | None) -> int | None:
-    """Read an amount typed in yuan (`500`, `500.5`, `1,500.05`) as fen; None if it is not one."""
-    # Full-width digits, points and commas fold to ASCII first.
-    match = YUAN_RE.match(unicodedata.normalize("NFKC", text or "").replace(",", "").strip())
-    if match is None:
-        return None
-    return int(match.group(1)) * 100 + int((match.group(2) or "").ljust(2, "0"))
 
 
 def _hint(field: str) -> str:
@@ -490,25 +476,7 @@ def progress(batch_id):
 @page_roles(*READERS)
 def result_csv(batch_id):
     """Download every line with what became of it (references masked)."""
-    batch = service.get_batch(db.session, batch_id)
-    internal_id = batch.id
-
-    def generate():
-        # Streamed after the view returned: the rows are read in a session of their own.
-        out = io.StringIO()
-        writer = csv.writer(out)
-        out.write("\ufeff")
-        with db.session_scope() as session:
-            for row in service.result_rows(session, internal_id):
-                writer.writerow(row)
-                if out.tell() > 64 * 1024:
-                    yield out.getvalue()
-                    out.seek(0)
-                    out.truncate()
-        yield out.getvalue()
-
-    return Response(stream_with_context(generate()), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="{batch.public_id}-result.csv"', "Cache-Control": "no-store"})
+    return result_csv_response(service.get_batch(db.session, batch_id))
 
 
 def _start(batch: Disbursement) -> None:

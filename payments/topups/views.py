@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 
 from flask import (
     Blueprint,
@@ -21,7 +19,7 @@ from core.db import db
 from core.errors import DomainError
 from core.i18n import N_
 from core.models import Role
-from core.money import format_amount
+from core.money import format_amount, parse_yuan
 from core.stripe_client import stripe_configured
 from core.web import current_actor, page_roles
 from payments.topups import service
@@ -35,7 +33,6 @@ RECENT_ON_PAGE = 5
 # The status line asks every few seconds for about ten minutes, then offers a button to ask again.
 POLL_SECONDS = 3
 POLL_LIMIT = 200
-YUAN_RE = re.compile(r"^(\d{1,9})(?:\.(\d{1,2}))?$", re.ASCII)
 
 STATUS_LABELS = {
     "pending": N_("Waiting for payment"),
@@ -53,15 +50,6 @@ SERVICE_MESSAGES = (
     N_("Top-ups are not available: card payments through Stripe are not configured on this platform."),
     N_("The payment service is unavailable right now; try again later."),
 )
-
-
-def parse_yuan(text: str) -> int | None:
-    """Read an amount typed in yuan (`50`, `50.5`, `50.05`) as fen; None if it is not one."""
-    # Phone keyboards may type full-width digits and points: fold them to ASCII first.
-    match = YUAN_RE.match(unicodedata.normalize("NFKC", text).strip())
-    if match is None:
-        return None
-    return int(match.group(1)) * 100 + int((match.group(2) or "").ljust(2, "0"))
 
 
 def _explain(exc: DomainError, bounds: service.Limits) -> str:

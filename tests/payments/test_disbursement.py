@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 
 from cards import service as cards
 from cards.numbers import new_card_number
-from core.errors import Conflict, Forbidden, RuleViolation, ValidationFailed
+from core.errors import Forbidden
 from members.models import Member, MemberStatus
 from payments import ledger
 from payments.disbursement import service

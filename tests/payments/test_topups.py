@@ -521,7 +521,7 @@ def test_the_page_is_for_members_only(client, world):
 
 @pytest.mark.parametrize("text, fen", [("50", 5000), ("50.5", 5050), ("50.05", 5005), ("0.01", 1), (" 7 ", 700),
                                        ("５０．５", 5050), ("abc", None), ("-1", None), ("1.234", None), ("", None),
-                                       ("1e3", None), ("1,000", None), ("١٢", None)])
+                                       ("1e3", None), ("1,000", 100_000), ("١٢", None)])
 def test_amounts_typed_in_yuan_are_read_as_fen(text, fen):
     assert parse_yuan(text) == fen
 

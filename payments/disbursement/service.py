@@ -627,11 +627,14 @@ def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
         return False
     L = DisbursementLine
     # From the cursor on, by the unique (batch, line number) index: every line before it is settled.
+    # The chunk is picked first and joined to its cards after, so each card is one index look-up (joined
+    # before the LIMIT, the planner may scan every card for every chunk).
+    chunk = (select(L.id, L.line_no, L.card_id, L.amount)
+             .where(L.disbursement_id == batch.id, L.line_no > batch.cursor, L.status == LineStatus.VALID)
+             .order_by(L.line_no).limit(size).subquery())
     lines = session.execute(
-        select(L.id, L.line_no, L.card_id, L.amount, Card.public_id, Card.status)
-        .join(Card, Card.id == L.card_id)
-        .where(L.disbursement_id == batch.id, L.line_no > batch.cursor, L.status == LineStatus.VALID)
-        .order_by(L.line_no).limit(size)).all()
+        select(chunk.c.id, chunk.c.line_no, chunk.c.card_id, chunk.c.amount, Card.public_id, Card.status)
+        .join(Card, Card.id == chunk.c.card_id).order_by(chunk.c.line_no)).all()
     if not lines:
         session.rollback()
         return False

@@ -710,7 +710,26 @@ def run_bulk_issuance(session: Session, cipher: FieldCipher, run_id: str, *, pre
 
 def _issue_chunk(session: Session, cipher: FieldCipher, actor: Actor, run: CardIssuanceRun,
                  member_ids: list[int], prefix: str) -> int:
-    """Insert cards, purse accounts, purses and audit entries for a chunk of members; return how many."""
+    """Issue cards to a chunk of members; return how many. A member whose freshly drawn number happened to
+    be taken already is given another one; a member who got a card meanwhile is skipped."""
+    issued = 0
+    pending = list(member_ids)
+    for _ in range(NUMBER_ATTEMPTS):
+        done = _insert_cards(session, cipher, actor, run, pending, prefix)
+        issued += len(done)
+        pending = [m for m in pending if m not in done]
+        if pending:
+            carded = set(session.scalars(select(Card.member_id).where(Card.member_id.in_(pending),
+                                                                      Card.status.in_(LIVE_STATUSES))))
+            pending = [m for m in pending if m not in carded]
+        if not pending:
+            break
+    return issued
+
+
+def _insert_cards(session: Session, cipher: FieldCipher, actor: Actor, run: CardIssuanceRun,
+                  member_ids: list[int], prefix: str) -> set[int]:
+    """Insert cards, purse accounts, purses and audit entries; return the members who got a card."""
     now = utcnow()
     rows = [{**_card_fields(cipher, prefix), "member_id": member_id} for member_id in member_ids]
     if session.get_bind().dialect.name == "postgresql":
@@ -723,7 +742,7 @@ def _issue_chunk(session: Session, cipher: FieldCipher, actor: Actor, run: CardI
                                        "issued_by_id": actor.user_id, "issued_at": now, "updated_at": now}
                                       for row in rows]).all()
     if not inserted:
-        return 0
+        return set()
     codes = [general_account(r.public_id) for r in inserted]
     ledger.open_accounts(session, codes, normal_side="credit", owner_kind="card")
     session.execute(Purse.__table__.insert(), [
@@ -736,7 +755,7 @@ def _issue_chunk(session: Session, cipher: FieldCipher, actor: Actor, run: CardI
          "object_type": "card", "object_id": r.public_id, "before": None,
          "after": {"number": r.number_masked, "status": "issued", "member_id": member_public[r.member_id],
                    "run": run.public_id}, "request_id": None, "ip": None} for r in inserted])
-    return len(inserted)
+    return {r.member_id for r in inserted}
 
 
 # The same as above on PostgreSQL in one statement, its rows passed as arrays (no statement of thousands of
@@ -770,16 +789,16 @@ WITH new_cards AS (
            jsonb_build_object('number', n.number_masked, 'status', 'issued', 'member_id', m.public_id, 'run', CAST(:run AS text))
     FROM new_cards n JOIN members m ON m.id = n.member_id
 )
-SELECT count(*) FROM new_cards
+SELECT member_id FROM new_cards
 """)
 
 
-def _issue_chunk_postgres(session: Session, actor: Actor, run: CardIssuanceRun, rows: list[dict], now) -> int:
-    return session.execute(_PG_ISSUE, {
+def _issue_chunk_postgres(session: Session, actor: Actor, run: CardIssuanceRun, rows: list[dict], now) -> set[int]:
+    return set(session.execute(_PG_ISSUE, {
         "public_ids": [r["public_id"] for r in rows], "encs": [r["number_enc"] for r in rows],
         "indexes": [r["number_index"] for r in rows], "masks": [r["number_masked"] for r in rows],
         "members": [r["member_id"] for r in rows], "by": actor.user_id, "label": actor.label, "now": now,
-        "run": run.public_id}).scalar_one()
+        "run": run.public_id}).scalars())
 
 
 def stalled(run: CardIssuanceRun, now: dt.datetime | None = None) -> bool:

@@ -185,3 +185,25 @@ def test_a_running_run_that_keeps_moving_is_not_stalled(session, world):
     assert not service.stalled(run, now)
     run.progressed_at = now - dt.timedelta(minutes=6)
     assert service.stalled(run, now)
+
+
+def test_a_number_drawn_twice_is_drawn_again_and_nobody_is_skipped(client, session, cipher, world, monkeypatch):
+    taken = issue(client, world)  # world["own"] has a card now
+    taken_row = session.scalar(select(Card).where(Card.public_id == taken["id"]))
+    people = members_of(session, cipher, world["tree"]["yc_base"], 3)
+    real, calls = service._card_fields, []
+
+    def first_draw_collides(cipher_, prefix):
+        calls.append(1)
+        fields = real(cipher_, prefix)
+        if len(calls) == 1:  # the very first number drawn is one already on a card
+            fields.update(number_index=taken_row.number_index, number_enc=taken_row.number_enc)
+        return fields
+
+    monkeypatch.setattr(service, "_card_fields", first_draw_collides)
+    resp = client.post("/api/v1/card-issuances", json={"union_id": world["tree"]["yc_base"].public_id},
+                       headers=world["h"]["admin"])
+    run = resp.get_json()
+    assert (run["status"], run["issued"], run["skipped"]) == ("completed", 3, 0), run
+    for person in people:
+        assert session.scalar(select(func.count(Card.id)).where(Card.member_id == person.id)) == 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from sqlalchemy import bindparam, case, func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from cards import service as cards
 from cards.models import Card, CardStatus, Purse, PurseKind
@@ -784,6 +784,13 @@ def request_clawback(session: Session, actor: Actor, batch_id: str, line_no: int
                  after={"disbursement_id": batch.public_id, "line": line_no, "reason": clawback.reason})
     session.commit()
     return clawback
+
+
+def list_clawbacks(session: Session, batch: Disbursement, *, limit: int) -> list[Clawback]:
+    """The batch's claw-backs with their lines, newest first."""
+    return list(session.scalars(
+        select(Clawback).join(Clawback.line).options(contains_eager(Clawback.line))
+        .where(DisbursementLine.disbursement_id == batch.id).order_by(Clawback.id.desc()).limit(limit)))
 
 
 def approve_clawback(session: Session, actor: Actor, clawback_id: str) -> Clawback:

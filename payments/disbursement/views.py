@@ -20,7 +20,6 @@ from flask import (
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import contains_eager
 
 from core.db import db
 from core.errors import DomainError, ValidationFailed
@@ -36,9 +35,7 @@ from payments.disbursement import service
 from payments.disbursement.api import result_csv_response
 from payments.disbursement.models import (
     BatchStatus,
-    Clawback,
     Disbursement,
-    DisbursementLine,
     LineStatus,
     ProgramKind,
     PursePolicy,
@@ -426,13 +423,6 @@ def _names(*user_ids: int | None) -> dict[int, str]:
     return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
 
 
-def _clawbacks(batch: Disbursement) -> list[Clawback]:
-    """The batch's claw-backs with their lines, newest first."""
-    return list(db.session.scalars(
-        select(Clawback).join(Clawback.line).options(contains_eager(Clawback.line))
-        .where(DisbursementLine.disbursement_id == batch.id).order_by(Clawback.id.desc()).limit(CLAWBACKS_ON_PAGE)))
-
-
 def _lines_shown(batch: Disbursement) -> str:
     """Which lines the page lists unless told: the problems while there are some, else the paid ones."""
     wanted = request.args.get("lines")
@@ -461,7 +451,7 @@ def batch(batch_id):
     return render_template("disbursement/batch.html", batch=batch, program=batch.program, by_union=by_union,
                            chart_unions=[(u.name, [u.amount]) for u in by_union[:UNIONS_IN_CHART]],
                            reasons=sorted(reasons.items(), key=lambda r: -r[1]),
-                           lines=lines, shown=shown, clawbacks=_clawbacks(batch), progress=_progress(batch),
+                           lines=lines, shown=shown, clawbacks=service.list_clawbacks(db.session, batch, limit=CLAWBACKS_ON_PAGE), progress=_progress(batch),
                            rule_union=rule_union, names=names, poll_limit=POLL_LIMIT)
 
 

@@ -351,38 +351,49 @@ def _roomy(session: Session) -> None:
 
 
 def _lines_from_stage(session: Session, batch: Disbursement) -> None:
-    """Resolve every staged line (member, card, union, the first problem) in one INSERT ... SELECT."""
+    """Resolve every staged line (member, card, union, the first problem) in one INSERT ... SELECT.
+
+    A file names members by ID number or cards by number, never both: only the joins its kind needs are made
+    (each join of the card or member table costs a pass over it)."""
     _roomy(session)
     messages, params = _message_sql()
-    card_status = "COALESCE(c3.status, c2.status, c1.status, c0.status, lc.status)"
+    by_card = session.execute(text("SELECT ref_kind FROM disbursement_stage LIMIT 1")).scalar() == "card_number"
+    if by_card:  # the card named, or the card that replaced it (up to three replacements on)
+        card_status = "COALESCE(c3.status, c2.status, c1.status, c0.status)"
+        resolved = f"""
+            SELECT s.line_no, s.ref_kind, s.ref_masked, s.ref_index, s.amount, s.note,
+                   m.id AS member_id, m.union_id, COALESCE(c3.id, c2.id, c1.id, c0.id) AS card_id,
+                   COALESCE(s.error_code, CASE
+                       WHEN c0.id IS NULL THEN 'unknown_card'
+                       WHEN m.status <> 'active' OR substr(u.path, 1, :prefix_length) <> :prefix THEN 'not_eligible'
+                       WHEN {card_status} NOT IN {_PAYABLE_SQL} THEN 'no_active_card'
+                   END) AS error_code
+            FROM disbursement_stage s
+            LEFT JOIN cards c0 ON s.error_code IS NULL AND c0.number_index = s.ref_index
+            LEFT JOIN cards c1 ON c1.replaces_id = c0.id
+            LEFT JOIN cards c2 ON c2.replaces_id = c1.id
+            LEFT JOIN cards c3 ON c3.replaces_id = c2.id
+            LEFT JOIN members m ON m.id = c0.member_id
+            LEFT JOIN unions u ON u.id = m.union_id"""
+    else:  # the member named, and the live card they hold
+        resolved = f"""
+            SELECT s.line_no, s.ref_kind, s.ref_masked, s.ref_index, s.amount, s.note,
+                   m.id AS member_id, m.union_id, c.id AS card_id,
+                   COALESCE(s.error_code, CASE
+                       WHEN m.id IS NULL THEN 'unknown_member'
+                       WHEN m.status <> 'active' OR substr(u.path, 1, :prefix_length) <> :prefix THEN 'not_eligible'
+                       WHEN c.id IS NULL THEN 'no_active_card'
+                   END) AS error_code
+            FROM disbursement_stage s
+            LEFT JOIN members m ON s.error_code IS NULL AND m.id_number_index = s.ref_index
+            LEFT JOIN cards c ON c.member_id = m.id AND c.status IN {_PAYABLE_SQL}
+            LEFT JOIN unions u ON u.id = m.union_id"""
     session.execute(text(f"""
         INSERT INTO disbursement_lines ({_LINE_COLUMNS})
         SELECT :batch, r.line_no, r.ref_kind, r.ref_masked, r.ref_index, r.member_id, r.card_id, r.union_id,
                r.amount, r.note, CASE WHEN r.error_code IS NULL THEN 'valid' ELSE 'invalid' END, r.error_code,
                {messages}, 0
-        FROM (
-            SELECT s.line_no, s.ref_kind, s.ref_masked, s.ref_index, s.amount, s.note,
-                   COALESCE(mi.id, mc.id) AS member_id, COALESCE(mi.union_id, mc.union_id) AS union_id,
-                   COALESCE(c3.id, c2.id, c1.id, c0.id, lc.id) AS card_id,
-                   COALESCE(s.error_code, CASE
-                       WHEN s.ref_kind = 'card_number' AND c0.id IS NULL THEN 'unknown_card'
-                       WHEN mi.id IS NULL AND mc.id IS NULL THEN 'unknown_member'
-                       WHEN COALESCE(mi.status, mc.status) <> 'active'
-                            OR substr(u.path, 1, :prefix_length) <> :prefix THEN 'not_eligible'
-                       WHEN {card_status} IS NULL OR {card_status} NOT IN {_PAYABLE_SQL} THEN 'no_active_card'
-                   END) AS error_code
-            FROM disbursement_stage s
-            LEFT JOIN members mi ON s.ref_kind = 'id_number' AND s.error_code IS NULL
-                                    AND mi.id_number_index = s.ref_index
-            LEFT JOIN cards lc ON lc.member_id = mi.id AND lc.status IN {_PAYABLE_SQL}
-            LEFT JOIN cards c0 ON s.ref_kind = 'card_number' AND s.error_code IS NULL
-                                  AND c0.number_index = s.ref_index
-            LEFT JOIN cards c1 ON c1.replaces_id = c0.id
-            LEFT JOIN cards c2 ON c2.replaces_id = c1.id
-            LEFT JOIN cards c3 ON c3.replaces_id = c2.id
-            LEFT JOIN members mc ON mc.id = c0.member_id
-            LEFT JOIN unions u ON u.id = COALESCE(mi.union_id, mc.union_id)
-        ) AS r
+        FROM ({resolved}) AS r
         ORDER BY r.line_no
     """), {"batch": batch.id, "prefix": batch.program.union.path, "prefix_length": len(batch.program.union.path),
            **params})
@@ -446,6 +457,10 @@ def create_batch_from_rule(session: Session, actor: Actor, program_id: str, rule
 def _validated(session: Session, actor: Actor, batch: Disbursement) -> Disbursement:
     """Mark later lines of a member already on an earlier line; record the counts; commit the draft."""
     _roomy(session)
+    if session.get_bind().dialect.name == "postgresql":
+        # The planner learns of the new batch's lines now, not when autovacuum comes by: without it, it takes
+        # the batch for a few lines and the run's chunk query reads every remaining line for each chunk.
+        session.execute(text("ANALYZE disbursement_lines"))
     session.execute(text("""
         UPDATE disbursement_lines SET status = 'invalid', error_code = 'duplicate_line', error_message = :message
         WHERE id IN (
@@ -625,48 +640,56 @@ def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
     if batch.status != BatchStatus.RUNNING:
         session.rollback()
         return False
-    L = DisbursementLine
     # From the cursor on, by the unique (batch, line number) index: every line before it is settled.
     # The chunk is picked first and joined to its cards after, so each card is one index look-up (joined
-    # before the LIMIT, the planner may scan every card for every chunk).
-    chunk = (select(L.id, L.line_no, L.card_id, L.amount)
-             .where(L.disbursement_id == batch.id, L.line_no > batch.cursor, L.status == LineStatus.VALID)
-             .order_by(L.line_no).limit(size).subquery())
-    lines = session.execute(
-        select(chunk.c.id, chunk.c.line_no, chunk.c.card_id, chunk.c.amount, Card.public_id, Card.status)
-        .join(Card, Card.id == chunk.c.card_id).order_by(chunk.c.line_no)).all()
+    # before the LIMIT, the planner may scan every card for every chunk). Plain tuples come back: this loop
+    # handles hundreds of thousands of lines.
+    lines = session.connection().execute(text("""
+        SELECT l.id, l.line_no, l.amount, c.id, c.public_id, c.status
+        FROM (SELECT id, line_no, card_id, amount FROM disbursement_lines
+              WHERE disbursement_id = :batch AND line_no > :cursor AND status = 'valid'
+              ORDER BY line_no LIMIT :size) AS l
+        JOIN cards c ON c.id = l.card_id
+        ORDER BY l.line_no
+    """), {"batch": batch.id, "cursor": batch.cursor, "size": size}).all()
     if not lines:
         session.rollback()
         return False
-    replaced = {line.card_id: line for line in lines if line.status == CardStatus.REPLACED}
-    current = {line.card_id: line for line in lines}
-    current.update(_successors(session, replaced))
+    # Each named card's (id, public id, status) now: a replaced card's money goes to what replaced it.
+    current = {line[3]: tuple(line[3:]) for line in lines}
+    for card_id, card in list(current.items()):
+        if card[2] == CardStatus.REPLACED:
+            current[card_id] = _successor(session, card)
+    paying, failing = [], []
+    for line in lines:
+        (paying if current[line[3]][2] in PAYABLE else failing).append(line)
+    moved = [(line_id, current[card_id][0]) for line_id, _n, _a, card_id, *_rest in paying
+             if current[card_id][0] != card_id]
     program = batch.program
-    paying = [(line, current[line.card_id]) for line in lines if current[line.card_id].status in PAYABLE]
-    failing = [line for line in lines if current[line.card_id].status not in PAYABLE]
-    moved = [(line, card) for line, card in paying if card.card_id != line.card_id]
     if program.purse == PursePolicy.RESTRICTED:
         accounts = cards.open_restricted_purses(
-            session, {(card.card_id, card.public_id) for _line, card in paying}, program_id=program.public_id,
+            session, {current[line[3]][:2] for line in paying}, program_id=program.public_id,
             label=program.name, allowed_categories=program.allowed_categories, expires_at=program.expires_at)
         suffix = f":aid:{program.public_id}"
     else:
-        accounts = {card.card_id: cards.general_account(card.public_id) for _line, card in paying}
+        accounts = {card_id: cards.general_account(public_id) for card_id, public_id, _s in current.values()}
         suffix = ":general"
     now = utcnow()
+    L = DisbursementLine
     if failing:
-        session.execute(update(L).where(L.id.in_([line.id for line in failing])).values(
+        session.execute(update(L).where(L.id.in_([line[0] for line in failing])).values(
             status=LineStatus.FAILED, error_code="card_not_usable", error_message=ERRORS["card_not_usable"],
             processed_at=now).execution_options(synchronize_session=False))
     if moved:  # paid to the card that replaced the one named
         session.execute(update(L.__table__).where(L.__table__.c.id == bindparam("line_id"))
                         .values(card_id=bindparam("paid_card")),
-                        [{"line_id": line.id, "paid_card": card.card_id} for line, card in moved])
+                        [{"line_id": line_id, "paid_card": card_id} for line_id, card_id in moved])
     if paying:
-        first, last = paying[0][0].line_no, paying[-1][0].line_no
+        first, last = paying[0][1], paying[-1][1]
         txn = post_credits(session, kind="disbursement", idempotency_key=f"{batch.public_id}:{first}-{last}",
                            source=batch.reserve_account, reference=batch.public_id,
-                           credits=[Credit(accounts[card.card_id], line.amount) for line, card in paying],
+                           credits=[Credit(accounts[current[card_id][0]], amount)
+                                    for _id, _n, amount, card_id, *_rest in paying],
                            metadata={"description": program.name, "program_id": program.public_id,
                                      "disbursement_id": batch.public_id})
         # Every line of the chunk still valid is one just paid: mark them all in one statement.
@@ -676,32 +699,28 @@ def _run_chunk(session: Session, batch_id: str, size: int) -> bool:
                                 || :suffix
             WHERE disbursement_id = :batch AND status = 'valid' AND line_no BETWEEN :first AND :last
         """), {"txn": txn.public_id, "now": now, "suffix": suffix, "batch": batch.id, "first": first, "last": last})
-    batch.cursor = lines[-1].line_no
+    batch.cursor = lines[-1][1]
     batch.done_lines += len(paying)
-    batch.done_amount += sum(line.amount for line, _card in paying)
+    batch.done_amount += sum(line[2] for line in paying)
     batch.failed_lines += len(failing)
-    batch.failed_amount += sum(line.amount for line in failing)
+    batch.failed_amount += sum(line[2] for line in failing)
     batch.progressed_at = now
     session.commit()
     return True
 
 
-def _successors(session: Session, replaced: dict) -> dict:
-    """Map each replaced card's id to the card its money goes to now (what replaced it, and so on)."""
-    out = {}
-    for card_id in replaced:
-        current = None
-        previous_id = card_id
-        for _ in range(5):
-            nxt = session.execute(select(Card.id.label("card_id"), Card.public_id, Card.status)
-                                  .where(Card.replaces_id == previous_id).with_for_update(read=True)).first()
-            if nxt is None:
-                break
-            current, previous_id = nxt, nxt.card_id
-            if nxt.status != CardStatus.REPLACED:
-                break
-        out[card_id] = current if current is not None else replaced[card_id]
-    return out
+def _successor(session: Session, card: tuple) -> tuple:
+    """The card (id, public id, status) a replaced card's money goes to now: what replaced it, and so on."""
+    current = card
+    for _ in range(5):
+        nxt = session.execute(select(Card.id, Card.public_id, Card.status)
+                              .where(Card.replaces_id == current[0]).with_for_update(read=True)).first()
+        if nxt is None:
+            break
+        current = tuple(nxt)
+        if current[2] != CardStatus.REPLACED:
+            break
+    return current
 
 
 def _finish(session: Session, batch_id: str) -> Disbursement:

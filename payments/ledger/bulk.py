@@ -22,8 +22,7 @@ import json
 from collections import defaultdict
 from typing import Any, NamedTuple, Sequence
 
-from sqlalchemy import String, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -53,7 +52,7 @@ class Credit(NamedTuple):
 
 def _request_hash(kind: str, source: str, credits: Sequence[Credit], reference: str | None, metadata: dict) -> str:
     payload = {"op": "post_credits", "kind": kind, "source": source,
-               "credits": [[c.account, c.amount] for c in credits], "reference": reference, "metadata": metadata}
+               "credits": list(credits), "reference": reference, "metadata": metadata}
     text_ = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text_.encode()).hexdigest()
 
@@ -65,8 +64,6 @@ def _check(kind: str, key: str, credits: Sequence[Credit], reference: str | None
         raise ValidationFailed({"idempotency_key": [f"1 to {MAX_KEY_LENGTH} characters."]})
     if not 1 <= len(credits) <= MAX_CREDITS:
         raise ValidationFailed({"credits": [f"A bulk posting has 1 to {MAX_CREDITS} credits."]})
-    for code in {c.account for c in credits}:
-        check_code(code)
     for n, c in enumerate(credits):
         if isinstance(c.amount, bool) or not isinstance(c.amount, int) or not 0 < c.amount <= MAX_AMOUNT:
             raise ValidationFailed({f"credits.{n}.amount": ["A positive integer of minor units."]})
@@ -103,25 +100,32 @@ def post_credits(session: Session, *, kind: str, idempotency_key: str, source: s
     codes = sorted({c.account for c in credits})
     if source in codes:
         raise ValidationFailed({"credits": ["The source cannot credit itself."]})
-    columns = (Account.id, Account.code, Account.status, Account.currency, Account.mode, Account.normal_side)
-    if session.get_bind().dialect.name == "postgresql":
-        # One array parameter, joined so each code is an index look-up (= ANY of thousands scans the table).
-        wanted = select(func.unnest(bindparam("codes", type_=ARRAY(String()))).label("code")).subquery()
-        query = select(*columns).join(wanted, wanted.c.code == Account.code).with_for_update(
-            of=Account, read=True, key_share=True)
-    else:
-        query = select(*columns).where(Account.code.in_(bindparam("codes", expanding=True))).with_for_update(
-            read=True, key_share=True)
-    accounts = {a.code: a for a in session.execute(query, {"codes": codes}).all()}
+    # Each account is locked against closing (FOR KEY SHARE) and judged in SQL: its id, and what is wrong
+    # with it if anything, come back as plain values. On PostgreSQL the codes go as one array literal,
+    # joined so each is an index look-up (= ANY of thousands scans the table).
+    postgres = session.get_bind().dialect.name == "postgresql"
+    wanted = ("JOIN unnest(CAST(CAST(:codes AS text) AS text[])) AS w(code) ON w.code = a.code" if postgres
+              else "WHERE a.code IN :codes")
+    query = text(f"""
+        SELECT a.code, a.id, CASE WHEN a.status <> 'open' THEN 'closed'
+                                  WHEN a.currency <> :currency THEN 'currency'
+                                  WHEN a.mode <> 'single' OR a.normal_side <> 'credit' THEN 'kind' END
+        FROM ledger_accounts a {wanted}""" + (" FOR KEY SHARE OF a" if postgres else ""))
+    if not postgres:
+        query = query.bindparams(bindparam("codes", expanding=True))
+    found = session.connection().execute(query, {"codes": _text_array(codes) if postgres else codes,
+                                                 "currency": src.currency}).all()
+    account_ids = {code: account_id for code, account_id, _problem in found}
     for code in codes:
-        a = accounts.get(code)
-        if a is None:
+        if code not in account_ids:
+            check_code(code)  # a malformed code is refused as such; a well-formed one is unknown
             raise NotFound(f"No ledger account {code}.", code="unknown_account")
-        if a.status != AccountStatus.OPEN:
+    for code, _account_id, problem in found:
+        if problem == "closed":
             raise Conflict(f"Account {code} is closed.", code="account_closed")
-        if a.currency != src.currency:
-            raise RuleViolation(f"Account {code} is in {a.currency}, not {src.currency}.", code="currency_mismatch")
-        if a.mode != BalanceMode.SINGLE or a.normal_side != NormalSide.CREDIT:
+        if problem == "currency":
+            raise RuleViolation(f"Account {code} is not in {src.currency}.", code="currency_mismatch")
+        if problem == "kind":
             raise ValidationFailed({"credits": [f"{code} is not a single-balance credit-normal account."]})
 
     total = sum(c.amount for c in credits)
@@ -143,15 +147,15 @@ def post_credits(session: Session, *, kind: str, idempotency_key: str, source: s
     session.flush()
     per_account: dict[int, int] = defaultdict(int)
     for c in credits:
-        per_account[accounts[c.account].id] += c.amount
+        per_account[account_ids[c.account]] += c.amount
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(_PG_BULK, {"txn": txn.id, "account_ids": [accounts[c.account].id for c in credits],
-                                "amounts": [c.amount for c in credits], "currency": src.currency, "now": now,
-                                "source_id": src.id, "total": total, "per_ids": list(per_account),
-                                "per_amounts": list(per_account.values())})
+    if postgres:
+        conn.execute(_PG_BULK, {"txn": txn.id, "account_ids": _int_array(account_ids[c.account] for c in credits),
+                                "amounts": _int_array(c.amount for c in credits), "currency": src.currency,
+                                "now": now, "source_id": src.id, "total": total,
+                                "per_ids": _int_array(per_account), "per_amounts": _int_array(per_account.values())})
     else:
-        entries = [{"transaction_id": txn.id, "account_id": accounts[c.account].id, "slice": 0, "amount": -c.amount,
+        entries = [{"transaction_id": txn.id, "account_id": account_ids[c.account], "slice": 0, "amount": -c.amount,
                     "currency": src.currency, "is_hold": False, "created_at": now} for c in credits]
         entries.append({"transaction_id": txn.id, "account_id": src.id, "slice": 0, "amount": total,
                         "currency": src.currency, "is_hold": False, "created_at": now})
@@ -165,17 +169,27 @@ def post_credits(session: Session, *, kind: str, idempotency_key: str, source: s
     return txn
 
 
+def _int_array(values) -> str:
+    """A PostgreSQL array literal of integers: '{1,2,3}'."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _text_array(values) -> str:
+    """A PostgreSQL array literal of strings, each quoted: '{"a","b"}'."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 _PG_BULK = text("""
 WITH credit_entries AS (
     INSERT INTO ledger_entries (transaction_id, account_id, slice, amount, currency, is_hold, created_at)
     SELECT :txn, l.account_id, 0, -l.amount, :currency, false, :now
-    FROM unnest(CAST(:account_ids AS bigint[]), CAST(:amounts AS bigint[])) AS l(account_id, amount)
+    FROM unnest(CAST(CAST(:account_ids AS text) AS bigint[]), CAST(CAST(:amounts AS text) AS bigint[])) AS l(account_id, amount)
 ), debit_entry AS (
     INSERT INTO ledger_entries (transaction_id, account_id, slice, amount, currency, is_hold, created_at)
     VALUES (:txn, :source_id, 0, :total, :currency, false, :now)
 ), credited AS (
     UPDATE ledger_balances b SET credits_posted = b.credits_posted + p.amount
-    FROM unnest(CAST(:per_ids AS bigint[]), CAST(:per_amounts AS bigint[])) AS p(account_id, amount)
+    FROM unnest(CAST(CAST(:per_ids AS text) AS bigint[]), CAST(CAST(:per_amounts AS text) AS bigint[])) AS p(account_id, amount)
     WHERE b.account_id = p.account_id AND b.slice = 0
 )
 UPDATE ledger_balances SET debits_posted = debits_posted + :total WHERE account_id = :source_id AND slice = 0

@@ -44,12 +44,17 @@ class Api(flask_smorest.Api):
 class Blueprint(flask_smorest.Blueprint):
     """A flask-smorest blueprint whose `auth` decorator checks roles and documents the bearer scheme."""
 
-    def auth(self, *roles: Role):
-        """Require a bearer token of one of `roles`; put it above @arguments so 401/403 come first."""
+    def auth(self, *roles: Role, keyed_in_view: bool = False):
+        """Require a bearer token of one of `roles`; put it above @arguments so 401/403 come first.
+
+        A POST's Idempotency-Key is honoured around the view, in transactions of its own; a view that
+        keeps the key with what it writes, in its own transaction (`keyed_in_view`), is left to do so."""
 
         def decorate(fn):
             @functools.wraps(fn)
             def once(*args, **kwargs):
+                if keyed_in_view:
+                    return fn(*args, **kwargs)
                 return idempotency.run_once(current_actor().user_id, fn, *args, **kwargs)
 
             wrapped = api_roles(*roles)(once)

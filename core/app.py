@@ -89,9 +89,10 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments.disbursement import api as disbursement_api
     from payments.disbursement import cli as disbursement_cli
     from payments.disbursement import views as disbursement_pages
+    from payments.checkout import api as checkout_api
 
     for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, payments_api.blp,
-                      payments_webhooks.blp, disbursement_api.blp, topups_api.blp):
+                      payments_webhooks.blp, disbursement_api.blp, topups_api.blp, checkout_api.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)

@@ -68,6 +68,8 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         # Member top-ups through Stripe, in fen: Stripe refuses charges worth less than about US$0.50.
         "TOPUP_MIN_AMOUNT": int(env.get("TOPUP_MIN_AMOUNT", 500)),
         "TOPUP_MAX_AMOUNT": int(env.get("TOPUP_MAX_AMOUNT", 500_000)),
+        # The most one card payment may be (fen): ¥50,000 by default.
+        "PAYMENT_MAX_AMOUNT": int(env.get("PAYMENT_MAX_AMOUNT", 5_000_000)),
         # Disbursement batches: size limit, chunk per committed step, an optional pause between chunks
         # (to leave room for other work on a busy database), and the amount above which two approvers sign.
         "DISBURSEMENT_MAX_LINES": int(env.get("DISBURSEMENT_MAX_LINES", 1_000_000)),

@@ -8,3 +8,5 @@ import merchants.models  # noqa: F401
 import payments.models  # noqa: F401
 import payments.disbursement.models  # noqa: F401
 import payments.topups.models  # noqa: F401
+import benefits.models  # noqa: F401
+import payments.checkout.models  # noqa: F401

@@ -237,20 +237,20 @@ def pay(session: Session, actor: Actor, req: PayRequest, *, codes: cards.Payment
                                code="subsidy_used_up") from None
             raise
         payment.transaction_id = txn.public_id
-    session.add(payment)
-    session.flush()
-    for position, (purse, amount) in enumerate(drawn):
-        session.add(PaymentPurse(payment_id=payment.id, position=position, account_code=purse.account_code,
-                                 purse_kind=purse.kind.value, program_id=purse.program_id, amount=amount))
-    for applied in quote.applied:
-        t = taken.get(applied.offer_id)
-        session.add(PaymentOffer(payment_id=payment.id, offer_id=offers[applied.offer_id].id,
-                                 lineage=applied.lineage, discount=applied.discount,
-                                 union_share=applied.union_share, program_id=applied.program_id,
-                                 usage_keys=[t.usage_key] if t is not None and t.usage_key else None))
     try:
+        session.add(payment)
+        session.flush()
+        for position, (purse, amount) in enumerate(drawn):
+            session.add(PaymentPurse(payment_id=payment.id, position=position, account_code=purse.account_code,
+                                     purse_kind=purse.kind.value, program_id=purse.program_id, amount=amount))
+        for applied in quote.applied:
+            t = taken.get(applied.offer_id)
+            session.add(PaymentOffer(payment_id=payment.id, offer_id=offers[applied.offer_id].id,
+                                     lineage=applied.lineage, discount=applied.discount,
+                                     union_share=applied.union_share, program_id=applied.program_id,
+                                     usage_keys=[t.usage_key] if t is not None and t.usage_key else None))
         session.commit()
-    except IntegrityError:  # the same Idempotency-Key, committed by a concurrent request first
+    except IntegrityError:  # the same Idempotency-Key, written by a concurrent request first
         session.rollback()
         earlier = _replayed(session, Payment, actor, req.idempotency_key, fingerprint)
         if earlier is None:

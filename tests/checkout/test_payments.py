@@ -140,7 +140,7 @@ def test_not_enough_money_refuses_the_payment_and_writes_nothing(client, session
     fund(session, world["card"], 999)
     resp = pay_by_code(client, world, 1_000)
     assert resp.status_code == 422 and resp.get_json()["error"] == "insufficient_funds"
-    assert session.scalar(select(func.count(Payment.id))) == 0
+    assert session.scalar(select(func.count(Payment.id)).where(Payment.card_id == world["card"].id)) == 0
     assert balance(session, world["shop"].payable_account) == 0
 
 

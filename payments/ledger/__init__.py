@@ -32,7 +32,7 @@ from payments.ledger.posting import (
     void_expired_holds,
     void_pending,
 )
-from payments.ledger.reads import balance, balance_as_of, statement, take_snapshots, trial_balance
+from payments.ledger.reads import balance, balance_as_of, balances, statement, take_snapshots, trial_balance
 from payments.ledger.types import (
     Balance,
     Leg,
@@ -52,7 +52,7 @@ __all__ = [
     "Account", "AccountStatus", "Balance", "Credit", "post_credits", "BalanceMode", "Entry", "Leg", "NormalSide", "Side",
     "StatementLine", "StatementPage", "Transaction", "TransactionStatus", "Transfer",
     "TrialBalance", "TrialBalanceRow", "VerifyReport",
-    "balance", "balance_as_of", "close_account", "credit", "debit", "fold_deltas", "get_account",
+    "balance", "balance_as_of", "balances", "close_account", "credit", "debit", "fold_deltas", "get_account",
     "get_or_create_account", "hold", "open_account", "open_accounts", "post", "post_many", "post_pending",
     "reverse", "statement", "take_snapshots", "trial_balance", "verify", "void_expired_holds",
     "void_pending",

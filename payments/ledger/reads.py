@@ -69,6 +69,27 @@ def balance(session: Session, account: Account | str) -> Balance:
     return Balance(account.code, account.currency, posted, dh, ch, available)
 
 
+def balances(session: Session, codes: Sequence[str]) -> dict[str, Balance]:
+    """Return the balances of several accounts, read in two queries; unknown codes are left out."""
+    if not codes:
+        return {}
+    accounts = {a.id: a for a in session.scalars(select(Account).where(Account.code.in_(list(codes))))}
+    if not accounts:
+        return {}
+    parts = [select(table.account_id, *(getattr(table, c) for c in _COUNTERS))
+             .where(table.account_id.in_(list(accounts))) for table in (AccountBalance, BalanceDelta)]
+    rows = union_all(*parts).subquery()
+    sums = {account_id: counters for account_id, *counters in session.execute(
+        select(rows.c.account_id, *(total(getattr(rows.c, c)) for c in _COUNTERS)).group_by(rows.c.account_id))}
+    out = {}
+    for account_id, account in accounts.items():
+        dp, cp, dh, ch = sums.get(account_id, (0, 0, 0, 0))
+        posted = _normal(account, dp - cp)
+        available = posted - dh if account.normal_side is NormalSide.CREDIT else posted - ch
+        out[account.code] = Balance(account.code, account.currency, posted, dh, ch, available)
+    return out
+
+
 def _account(session: Session, account: Account | str) -> Account:
     return get_account(session, account) if isinstance(account, str) else account
 

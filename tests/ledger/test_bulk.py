@@ -86,3 +86,20 @@ def test_a_large_chunk_commits_on_postgresql_with_the_checks_at_commit(postgres,
         assert ledger.balance(s, codes[4321]).posted == 500
         assert ledger.balance(s, f"reserve:{tag}").posted == 0
         assert_verified(s)
+
+
+def test_balances_of_several_accounts_match_each_balance(session, books):
+    reserve = books.purse("dsb:reserve", funds=5_000)
+    purses = [books.open(f"card:b{n}:general") for n in range(3)]
+    post_credits(session, kind="disbursement", idempotency_key=key(), source=reserve,
+                 credits=[Credit(purses[0], 700), Credit(purses[2], 20)])
+    held = ledger.hold(session, kind="payment", idempotency_key=key(),
+                       entries=[ledger.debit(purses[0], 200), ledger.credit(reserve, 200)])
+    session.commit()
+    assert held is not None
+    read = ledger.balances(session, [*purses, reserve, "card:missing:general"])
+    assert set(read) == {*purses, reserve}
+    for code in (*purses, reserve):
+        assert read[code] == ledger.balance(session, code)
+    assert (read[purses[0]].posted, read[purses[0]].available) == (700, 500)
+    assert ledger.balances(session, []) == {}

@@ -149,6 +149,15 @@ def _bearer_actor() -> Actor:
     return actor
 
 
+def optional_actor() -> Actor | None:
+    """Return the bearer-authenticated caller of a public endpoint, or None for an anonymous one; a token
+    that is sent must be valid."""
+    if not request.headers.get("Authorization"):
+        return None
+    g.actor = _bearer_actor()
+    return g.actor
+
+
 def api_roles(*roles: Role):
     """Let only bearer-authenticated callers with one of `roles` (any role if none) through."""
 

@@ -125,3 +125,31 @@ def merchant(session, cipher, name: str = "银川好味餐厅", category: str = 
         session.add(_new_store(m, {"name": f"{name}{i + 1}号店", "address": f"解放街{i + 1}号"}))
     session.commit()
     return m
+
+
+# --- aid programs and offers ---------------------------------------------------------------------
+
+FINANCE = Actor(None, "test-finance", Role.FINANCE_MAKER)
+
+
+def aid_program(session, union: Union, name: str = "职工普惠补贴"):
+    """Create an active aid program of a union (unfunded: offers only name it)."""
+    from payments.disbursement import service as disbursement
+    from payments.disbursement.models import ProgramKind, PursePolicy
+
+    return disbursement.create_program(session, FINANCE, name=name, kind=ProgramKind.CONSUMPTION_VOUCHER,
+                                       purse=PursePolicy.GENERAL, union_id=union.public_id)
+
+
+def offer_terms(**over) -> dict:
+    """Return a valid offer input (10% off at every everyday-shopping partner, merchant-funded)."""
+    return {"title": "会员9折", "kind": "percent_off", "value": 1000, "funding": "merchant",
+            "category": "everyday"} | over
+
+
+def offer(session, actor: Actor, *, publish: bool = False, **over):
+    """Create an offer through the catalog's service, and publish it when asked."""
+    from benefits import service as benefits
+
+    created = benefits.create_offer(session, actor, offer_terms(**over))
+    return benefits.publish(session, actor, created.public_id) if publish else created

@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from benefits import service as benefits
 from cards import service as cards
 from payments.disbursement import service as disbursement
 from payments.disbursement.models import ProgramKind, PursePolicy
@@ -61,7 +62,8 @@ def world(session, cipher, app):
                                           reference="r")
     batch = disbursement.create_batch_from_rule(session, maker, program.public_id, disbursement.Rule(amount=100),
                                                 max_lines=1000)
-    return {"tree": tree, "own": own_member, "other": other_member, "headers": headers, "shop": shop,
+    offers = offer_world(session, tree, users, other_shop)
+    return {**offers, "tree": tree, "own": own_member, "other": other_member, "headers": headers, "shop": shop,
             "program": program, "funding": funding, "batch": batch, "top_up": top_up, "other_top_up": other_top_up,
             "other_shop": other_shop, "draft": draft, "doc": draft.documents[0], "submitted": submitted,
             "cashier": users[Role.MERCHANT_CASHIER], "card": own_card, "other_card": other_card, "fresh": fresh,
@@ -69,6 +71,24 @@ def world(session, cipher, app):
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def offer_world(session, tree, users, other_shop):
+    """Offers of the scoped admin's subtree and of another, and of the own merchant and another."""
+    admin = Actor.of(users[Role.UNION_ADMIN])
+    gy_admin = Actor(None, "gy-admin", Role.UNION_ADMIN, union_id=tree["gy"].id)
+    owner = Actor.of(users[Role.MERCHANT_OWNER])
+    other_owner = Actor.of(f.user(session, Role.MERCHANT_OWNER, merchant_id=other_shop.id))
+    proposal = f.offer(session, owner, category=None, title="本店提议")
+    benefits.propose(session, owner, proposal.public_id)
+    gy_proposal = f.offer(session, other_owner, category=None, title="别家提议")
+    benefits.propose(session, other_owner, gy_proposal.public_id)
+    benefits.update_offer(session, gy_admin, gy_proposal.public_id, {"title": "别家提议(固原)"})
+    return {"admin_draft": f.offer(session, admin), "admin_published": f.offer(session, admin, publish=True),
+            "owner_draft": f.offer(session, owner, category=None), "proposal": proposal,
+            "other_shop_draft": f.offer(session, other_owner, category=None),
+            "gy_draft": f.offer(session, gy_admin), "gy_published": f.offer(session, gy_admin, publish=True),
+            "gy_proposal": gy_proposal}
 
 
 def complete_application(session, cipher, app, applicant):
@@ -111,6 +131,10 @@ def shop_url(suffix=""):
 
 def card_url(suffix=""):
     return lambda w: f"/api/v1/cards/{w['card'].public_id}{suffix}"
+
+
+def offer_url(key, suffix=""):
+    return lambda w: f"/api/v1/offers/{w[key].public_id}{suffix}"
 
 
 def upload_png(w):
@@ -236,6 +260,17 @@ ENDPOINTS = [
     ("request clawback", "post", lambda w: f"/api/v1/disbursements/{w['batch'].public_id}/lines/1/clawbacks",
      lambda w: {"json": {"reason": "r"}}, FINANCE, 409),
     ("approve clawback", "post", lambda w: "/api/v1/clawbacks/clb_none/approve", None, {Role.FINANCE_APPROVER}, 404),
+    ("create offer", "post", lambda w: "/api/v1/offers", lambda w: {"json": f.offer_terms()},
+     {Role.UNION_ADMIN, Role.MERCHANT_OWNER}, 201),
+    ("update offer", "patch", offer_url("admin_draft"), lambda w: {"json": {"title": "改"}},
+     {Role.UNION_ADMIN, Role.MERCHANT_OWNER}, {Role.MERCHANT_OWNER: 404}),
+    ("update own merchant's offer", "patch", offer_url("owner_draft"), lambda w: {"json": {"title": "改"}},
+     {Role.UNION_ADMIN, Role.MERCHANT_OWNER}, {Role.UNION_ADMIN: 404}),
+    ("propose offer", "post", offer_url("owner_draft", "/propose"), None, {Role.MERCHANT_OWNER}, 200),
+    ("publish offer", "post", offer_url("admin_draft", "/publish"), None, ADMIN_OK, 200),
+    ("publish unnarrowed proposal", "post", offer_url("proposal", "/publish"), None, ADMIN_OK, 422),
+    ("reject offer", "post", offer_url("proposal", "/reject"), lambda w: {"json": {"comment": "no"}}, ADMIN_OK, 200),
+    ("withdraw offer", "post", offer_url("admin_published", "/withdraw"), lambda w: {"json": {}}, ADMIN_OK, 200),
     ("ledger verify", "get", lambda w: "/api/v1/ledger/verify", None,
      {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
     ("trial balance", "get", lambda w: "/api/v1/ledger/trial-balance", None,
@@ -279,6 +314,14 @@ CROSS_TENANT = [
     ("post", lambda w: "/api/v1/card-issuances", lambda w: {"json": {"union_id": w["tree"]["gy"].public_id}}),
     ("get", lambda w: f"/api/v1/card-issuances/{w['other_run'].public_id}", None),
     ("post", lambda w: f"/api/v1/card-issuances/{w['other_run'].public_id}/resume", None),
+    ("get", offer_url("gy_draft"), None),
+    ("patch", offer_url("gy_draft"), {"json": {"title": "x"}}),
+    ("post", offer_url("gy_draft", "/publish"), None),
+    ("post", offer_url("gy_published", "/withdraw"), {"json": {}}),
+    ("patch", offer_url("gy_published"), {"json": {"title": "x"}}),
+    ("get", offer_url("gy_proposal"), None),
+    ("post", offer_url("gy_proposal", "/reject"), {"json": {"comment": "x"}}),
+    ("post", offer_url("gy_proposal", "/publish"), None),
 ]
 
 
@@ -295,12 +338,15 @@ OTHER_SHOP = [
     ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/qr.svg", None),
     ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/qr.png?variant=emvco", None),
     ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/emvco", None),
+    ("get", offer_url("other_shop_draft"), None),
 ]
 OTHER_SHOP_OWNER_ONLY = [
     ("post", lambda w: f"/api/v1/merchants/{w['other_shop'].public_id}/stores", {"json": {"name": "x"}}),
     ("patch", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}", {"json": {"name": "x"}}),
     ("post", lambda w: f"/api/v1/merchants/{w['other_shop'].public_id}/staff",
      {"json": {"username": "intruder", "password": "a-long-password", "role": "cashier"}}),
+    ("patch", offer_url("other_shop_draft"), {"json": {"title": "x"}}),
+    ("post", offer_url("other_shop_draft", "/propose"), None),
 ]
 
 
@@ -360,6 +406,27 @@ def test_a_member_gets_404_for_another_members_top_up(client, world):
     assert resp.status_code == 404 and resp.get_json()["error"] == "not_found"
 
 
+# Offers are read by anyone when published; drafts and proposals only by who may manage them.
+OFFER_READERS = {
+    "admin_published": set(Role) | {ANON},
+    "admin_draft": {Role.UNION_ADMIN, Role.AUDITOR},
+    "owner_draft": {Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.AUDITOR},
+    "proposal": {Role.UNION_ADMIN, Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.AUDITOR},
+    "gy_draft": {Role.AUDITOR},
+    "other_shop_draft": {Role.AUDITOR},
+}
+
+
+@pytest.mark.parametrize("role", ALL_ROLES + [ANON], ids=lambda r: getattr(r, "value", r))
+@pytest.mark.parametrize("key", list(OFFER_READERS))
+def test_offer_reads_matrix(client, world, key, role):
+    resp = client.get(f"/api/v1/offers/{world[key].public_id}", headers=world["headers"][role])
+    assert resp.status_code == (200 if role in OFFER_READERS[key] else 404), resp.get_json()
+    listed = client.get("/api/v1/offers?limit=200", headers=world["headers"][role])
+    assert listed.status_code == 200
+    assert (world[key].public_id in {o["id"] for o in listed.get_json()["data"]}) == (role in OFFER_READERS[key])
+
+
 def test_every_api_endpoint_declares_who_may_call_it(app):
     undeclared = []
     for rule in app.url_map.iter_rules():
@@ -412,6 +479,10 @@ def test_every_endpoint_in_the_matrix_is_covered(app):
                "/api/v1/clawbacks/<clawback_id>/approve",
                "/api/v1/merchants/<merchant_id>/staff/<user_id>",
                "/api/v1/merchants/<merchant_id>/stripe/onboarding-link", "/api/v1/agreements/renewals",
+               "/api/v1/offers/<offer_id>/propose", "/api/v1/offers/<offer_id>/publish",
+               "/api/v1/offers/<offer_id>/reject", "/api/v1/offers/<offer_id>/withdraw",
+               # public, saying more to a caller with a token (test_offer_reads_matrix)
+               "/api/v1/offers", "/api/v1/offers/<offer_id>",
                # public: anyone may sign up and read the directory
                "/api/v1/applicants", "/api/v1/merchants", "/api/v1/merchants/<merchant_id>",
                "/api/v1/ledger/verify", "/api/v1/ledger/trial-balance",

@@ -72,6 +72,8 @@ def create_app(config: dict | None = None) -> Flask:
 
 def _register_domains(app: Flask, api: Api) -> None:
     """Mount every domain's API blueprint, pages and commands (the one place that knows them all)."""
+    from benefits import api as benefits_api
+    from benefits import views as benefits_pages
     from cards import api as cards_api
     from cards import views as cards_pages
     from members import api as members_api
@@ -90,9 +92,11 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments.disbursement import cli as disbursement_cli
     from payments.disbursement import views as disbursement_pages
     from payments.checkout import api as checkout_api
+    from payments.checkout import views as checkout_pages
 
-    for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, payments_api.blp,
-                      payments_webhooks.blp, disbursement_api.blp, topups_api.blp, checkout_api.blp):
+    for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, benefits_api.blp,
+                      payments_api.blp, payments_webhooks.blp, disbursement_api.blp, topups_api.blp,
+                      checkout_api.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)
@@ -100,8 +104,10 @@ def _register_domains(app: Flask, api: Api) -> None:
     app.register_blueprint(members_pages.bp)
     app.register_blueprint(cards_pages.bp)
     app.register_blueprint(merchants_pages.bp)
+    app.register_blueprint(benefits_pages.bp)
     app.register_blueprint(disbursement_pages.bp)
     app.register_blueprint(topups_pages.bp)
+    app.register_blueprint(checkout_pages.bp)
     app.cli.add_command(members_cli.cli)
     payments_cli.register(app)
     disbursement_cli.register(app)

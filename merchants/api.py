@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import current_app, request, send_file, url_for
+from urllib.parse import quote
+
+from flask import current_app, request, send_file
 from marshmallow import Schema, fields, validate
 
 from core import emvco, qr
@@ -216,7 +218,8 @@ def update_store(body, store_id):
 def store_pay_url(store_public_id: str) -> str:
     """Return the pay-page URL a store's QR code encodes."""
     base = current_app.config.get("PUBLIC_BASE_URL") or request.url_root
-    return base.rstrip("/") + url_for("merchants_pages.pay_page", store_id=store_public_id)
+    # A fixed path, not a view's URL: it is printed on posters, and the pay page is the checkout's.
+    return base.rstrip("/") + "/pay/" + quote(store_public_id, safe="")
 
 
 def store_emvco_payload(store) -> str:

@@ -1,5 +1,5 @@
-"""Merchant pages: the public directory, a store's pay page, the application portal, the reviewer
-queue, and the merchant's own dashboard."""
+"""Merchant pages: the public directory, the application portal, the reviewer queue, and the merchant's
+own dashboard (a store's pay page and the till are the checkout's)."""
 
 from __future__ import annotations
 
@@ -48,19 +48,6 @@ def directory():
 def merchant_page(merchant_id):
     """Show one active merchant and its stores."""
     return render_template("merchants/merchant.html", merchant=service.get_public_merchant(db.session, merchant_id))
-
-
-@bp.route("/pay/<store_id>")
-def pay_page(store_id):
-    """The page a store's QR code opens: who the member is paying, or why the store takes no cards now."""
-    try:
-        store = service.usable_store(db.session, store_id)
-        problem = None
-    except DomainError as exc:
-        if exc.status == 404:
-            raise
-        store, problem = service.get_store_any(db.session, store_id), exc.message
-    return render_template("merchants/pay.html", store=store, problem=problem), (409 if problem else 200)
 
 
 def _explain(exc: DomainError) -> str:

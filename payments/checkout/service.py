@@ -21,10 +21,11 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from benefits import service as benefits
 from benefits.models import FAMILY_OF_MERCHANT_CATEGORY, Offer
@@ -34,12 +35,14 @@ from cards.models import Card, CardStatus, Purse, PurseKind
 from core import audit
 from core.auth import Actor
 from core.db import utcnow
+from core.money import format_amount
 from core.errors import Conflict, Forbidden, NotFound, RuleViolation, ValidationFailed
 from core.ids import new_public_id
 from core.models import MERCHANT_ROLES, Role
-from members.models import Member
+from core.pagination import Page, paginate
+from members.models import Member, Union
 from merchants import service as merchants
-from merchants.models import Store
+from merchants.models import Merchant, Store
 from payments import ledger
 from payments.checkout.models import (
     Payment,
@@ -49,9 +52,11 @@ from payments.checkout.models import (
     PaymentStatus,
     Refund,
 )
+from payments.disbursement.models import Program
 from payments.ledger import credit, debit
 
 CURRENCY = "CNY"
+LOCAL = ZoneInfo("Asia/Shanghai")
 REFUNDERS = (Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER)
 PRICING_ATTEMPTS = 3
 
@@ -95,18 +100,27 @@ def _check_request(req: PayRequest, max_amount: int) -> None:
         raise ValidationFailed(errors)
 
 
+def _store(session: Session, public_id: str) -> Store:
+    """The store with its merchant, in one query (the merchant's other stores and agreements are left out)."""
+    store = session.scalar(select(Store).where(Store.public_id == public_id).options(
+        joinedload(Store.merchant).options(lazyload(Merchant.stores), lazyload(Merchant.agreements))))
+    if store is None:
+        raise NotFound("No such store.")
+    return store
+
+
 def _store_for(session: Session, actor: Actor, req: PayRequest) -> Store:
     """The store paid at: a till's own merchant's store; any store taking cards for a member."""
     if req.method == PaymentMethod.PAYMENT_CODE:
         if actor.role not in MERCHANT_ROLES:
             raise Forbidden("Only a merchant's till takes payment codes.")
-        store = merchants.get_store_any(session, req.store_id)
+        store = _store(session, req.store_id)
         if store.merchant_id != actor.merchant_id:
             raise NotFound("No such store.")
     else:
         if actor.role != Role.MEMBER:
             raise Forbidden("Only the card's owner pays with its PIN.")
-        store = merchants.get_store_any(session, req.store_id)
+        store = _store(session, req.store_id)
     if not store.accepts_cards():
         raise Conflict("This store does not accept member cards at the moment.", code="store_not_accepting")
     return store
@@ -125,7 +139,7 @@ def _replayed(session: Session, model, actor: Actor, key: str | None, fingerprin
 def _shopper(session: Session, card: Card, store: Store, amount: int, terms: list[Terms], now: dt.datetime,
              ) -> Shopper:
     member: Member = card.member
-    hardship = member.hardship is not None and member.hardship.is_current(now.date())
+    hardship = member.hardship is not None and member.hardship.is_current(now.astimezone(LOCAL).date())
     unions = benefits.member_unions(session, member) if any(t.union_ids for t in terms) else frozenset()
     trade = store.effective_category
     return Shopper(merchant_id=store.merchant.public_id, merchant_category=trade.value,
@@ -137,24 +151,28 @@ def _shopper(session: Session, card: Card, store: Store, amount: int, terms: lis
 def _draw(session: Session, card: Card, category: str, charged: int, now: dt.datetime) -> list[tuple[Purse, int]]:
     """Split what the card pays over its purses in spending order; refuse if they cannot cover it."""
     drawn, left = [], charged
-    for purse in cards.spending_order(card, category, now):
+    order = cards.spending_order(card, category, now) if charged else []
+    balances = ledger.balances(session, [purse.account_code for purse in order])
+    for purse in order:
         if left == 0:
             break
-        available = ledger.balance(session, purse.account_code).available
-        take = min(available, left)
+        take = min(balances[purse.account_code].available, left)
         if take > 0:
             drawn.append((purse, take))
             left -= take
     if left:
         held = charged - left
-        raise RuleViolation(f"The card can pay ¥{held / 100:,.2f} here, less than the ¥{charged / 100:,.2f} due.",
-                            code="insufficient_funds")
+        raise RuleViolation(f"The card can pay {format_amount(held)} here, less than the {format_amount(charged)} "
+                            "due.", code="insufficient_funds")
     return drawn
 
 
 def _count_usage(session: Session, member_id: int, quote: Quote, offers: dict[str, Offer], now: dt.datetime,
                  ) -> dict[str, benefits.Taken]:
     """Count the applied offers against member limits and budgets, in a savepoint; UsageRace if one ran out."""
+    if not any(offers[a.offer_id].limit_count is not None or offers[a.offer_id].limit_amount is not None
+               or offers[a.offer_id].budget_amount is not None for a in quote.applied):
+        return {}
     savepoint = session.begin_nested()
     try:
         taken = {a.offer_id: benefits.take(session, member_id, a, offers[a.offer_id], now) for a in quote.applied}
@@ -202,7 +220,8 @@ def pay(session: Session, actor: Actor, req: PayRequest, *, codes: cards.Payment
     # The card's payments take turns from here to COMMIT: balances read below stay true, and a
     # replacement or freeze waits for this payment (or this payment for it).
     card = session.scalar(select(Card).where(Card.id == card.id)
-                          .with_for_update(key_share=True).execution_options(populate_existing=True))
+                          .options(selectinload(Card.purses), joinedload(Card.member).joinedload(Member.hardship))
+                          .with_for_update(of=Card, key_share=True).execution_options(populate_existing=True))
     cards.usable_card(card)
     now = now or utcnow()
     quote, offers, taken = _priced(session, card, store, req.amount, now)
@@ -249,6 +268,11 @@ def pay(session: Session, actor: Actor, req: PayRequest, *, codes: cards.Payment
                                      lineage=applied.lineage, discount=applied.discount,
                                      union_share=applied.union_share, program_id=applied.program_id,
                                      usage_keys=[t.usage_key] if t is not None and t.usage_key else None))
+        audit.record(session, actor, "payment.created", "payment", payment.public_id,
+                     after={"store_id": store.public_id, "card_id": card.public_id, "amount": payment.amount,
+                            "discount": payment.discount, "charged": payment.charged,
+                            "union_share": payment.union_share, "offer_id": payment.offer_id,
+                            "transaction_id": payment.transaction_id})
         session.commit()
     except IntegrityError:  # the same Idempotency-Key, written by a concurrent request first
         session.rollback()
@@ -323,7 +347,7 @@ def refund(session: Session, actor: Actor, payment_id: str, *, amount: int, reas
     if left == 0:
         raise Conflict("Everything this payment charged has been refunded.", code="fully_refunded")
     if amount > left:
-        raise RuleViolation(f"At most ¥{left / 100:,.2f} of this payment is left to refund.",
+        raise RuleViolation(f"At most {format_amount(left)} of this payment is left to refund.",
                             code="refund_exceeds_charged")
     now = now or utcnow()
     before, after = payment.refunded, payment.refunded + amount
@@ -384,3 +408,275 @@ def refund(session: Session, actor: Actor, payment_id: str, *, amount: int, reas
             raise
         return earlier, True
     return row, False
+
+
+# --- for the pages: a price preview, payment lists, labels ----------------------------------------
+
+PAGE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class PricePreview:
+    """What paying `amount` at a store would cost the member, as `pay` would price it now."""
+
+    store: Store
+    card: Card
+    offers: list[Offer]  # the published offers that may apply at the store
+    quote: Quote  # the price of the amount (0 when none was given: then only who the offers are for)
+    spendable: int  # what the card's purses can pay at this store now
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """The offers' titles by the public id of their version."""
+        return {offer.public_id: offer.title for offer in self.offers}
+
+
+def preview(session: Session, actor: Actor, store_id: str, amount: int | None, *,
+            now: dt.datetime | None = None) -> PricePreview:
+    """Price an amount at a store for the acting member's card, counting and charging nothing."""
+    if actor.role != Role.MEMBER:
+        raise Forbidden("Only the card's owner pays with its PIN.")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 0):
+        raise ValidationFailed({"amount": ["A whole number of fen, not negative."]})
+    store = merchants.get_store_any(session, store_id)
+    if not store.accepts_cards():
+        raise Conflict("This store does not accept member cards at the moment.", code="store_not_accepting")
+    card = cards.live_card_of(session, actor.member_id) if actor.member_id else None
+    if card is None:
+        raise NotFound("No such card.")
+    cards.usable_card(card)
+    now = now or utcnow()
+    offers, terms = benefits.live_terms(session, store)
+    quote = price(terms, _shopper(session, card, store, amount or 0, terms, now))
+    spendable = sum(ledger.balance(session, purse.account_code).available
+                    for purse in cards.spending_order(card, store.effective_category.value, now))
+    return PricePreview(store, card, list(offers.values()), quote, spendable)
+
+
+def member_payments(session: Session, actor: Actor, *, limit: int, cursor: str | None) -> Page:
+    """The acting member's payments, newest first, a page at a time."""
+    if actor.role != Role.MEMBER or actor.member_id is None:
+        raise Forbidden("Only a member has payments of their own.")
+    query = select(Payment).where(Payment.member_id == actor.member_id)
+    return paginate(session, query, Payment.id, limit=min(limit, PAGE_LIMIT), cursor=cursor, descending=True)
+
+
+def merchant_payments(session: Session, actor: Actor, *, since: dt.datetime, until: dt.datetime, limit: int,
+                      cursor: str | None) -> Page:
+    """The acting merchant staff's payments in [since, until), newest first."""
+    if actor.role not in MERCHANT_ROLES:
+        raise Forbidden("Only a merchant's staff see its payments.")
+    query = select(Payment).where(Payment.merchant_id == actor.merchant_id, Payment.created_at >= since,
+                                  Payment.created_at < until)
+    return paginate(session, query, Payment.id, limit=min(limit, PAGE_LIMIT), cursor=cursor, descending=True)
+
+
+def purse_labels(session: Session, payments: list[Payment]) -> dict[str, str]:
+    """The names the member knows each purse by (the aid program's label), by ledger account."""
+    codes = {row.account_code for p in payments for row in p.purses}
+    if not codes:
+        return {}
+    return dict(session.execute(select(Purse.account_code, Purse.label).where(Purse.account_code.in_(codes))).all())
+
+
+def program_names(session: Session, program_ids: set[str]) -> dict[str, str]:
+    """The names of aid programs, by public id."""
+    ids = {i for i in program_ids if i}
+    if not ids:
+        return {}
+    return dict(session.execute(select(Program.public_id, Program.name).where(Program.public_id.in_(ids))).all())
+
+
+# --- usage figures --------------------------------------------------------------------------------
+
+USAGE_MAX_MONTHS = 36
+USAGE_CHUNK = 1000
+
+
+@dataclass
+class UsageRow:
+    """One line of the usage figures: a window's payments and refunds, net of the refunds."""
+
+    key: str  # the offer's lineage, the merchant's or union's public id, or the month "YYYY-MM"
+    label: str
+    payments: int = 0  # payments made
+    redemptions: int = 0  # offers applied, less those a full refund undid
+    amount: int = 0  # list price of the payments
+    discount: int = 0  # discount given, less what refunds took back
+    union_subsidy: int = 0  # paid from program budgets, less what refunds returned to them
+    charged: int = 0  # what cards paid
+    refunded: int = 0  # what refunds gave back
+
+    @property
+    def empty(self) -> bool:
+        """Tell whether nothing happened: no payment, no offer used, no refund."""
+        return not (self.payments or self.redemptions or self.refunded)
+
+    @property
+    def merchant_borne(self) -> int:
+        return self.discount - self.union_subsidy
+
+    @property
+    def net_charged(self) -> int:
+        return self.charged - self.refunded
+
+
+@dataclass(frozen=True)
+class UsageFigures:
+    since: dt.datetime
+    until: dt.datetime
+    offers: list[UsageRow]
+    merchants: list[UsageRow]
+    unions: list[UsageRow]
+    months: list[UsageRow]
+    total: UsageRow
+
+
+def usage_months(since: dt.datetime, until: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """The local (Asia/Shanghai) months the window touches: ("YYYY-MM", start, end), clipped to it."""
+    local = since.astimezone(LOCAL)
+    start = dt.datetime(local.year, local.month, 1, tzinfo=LOCAL)
+    out = []
+    while start < until:
+        end = dt.datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=LOCAL)
+        out.append((f"{start:%Y-%m}", max(start, since), min(end, until)))
+        start = end
+    return out
+
+
+def _month_of(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(LOCAL):%Y-%m}"
+
+
+def usage_figures(session: Session, *, since: dt.datetime, until: dt.datetime,
+                  union_path: str | None = None) -> UsageFigures:
+    """Offer usage in [since, until): per offer, merchant, member's union and local month.
+
+    Payments count when they are made and refunds when they are made, so a closed period's figures never
+    change and the union's subsidy matches the program budgets' movements. `union_path` keeps to the
+    members of one union's subtree."""
+    if since.tzinfo is None or until.tzinfo is None or until <= since:
+        raise ValidationFailed({"until": ["The end of the period comes after its start."]})
+    months = usage_months(since, until)
+    if len(months) > USAGE_MAX_MONTHS:
+        raise ValidationFailed({"until": [f"A period of at most {USAGE_MAX_MONTHS} months."]})
+    P = Payment
+    scope = [Union.path.startswith(union_path)] if union_path else []
+    month = case(*[(P.created_at < end, literal(key)) for key, _start, end in months], else_=literal(months[-1][0]))
+    paid = (select(P.id, P.merchant_id, Member.union_id, month.label("month"), P.amount, P.discount,
+                   P.union_share, P.charged)
+            .join(Member, Member.id == P.member_id).join(Union, Union.id == Member.union_id)
+            .where(P.created_at >= since, P.created_at < until, *scope).subquery())
+
+    groups: dict[str, dict] = {"merchant": {}, "union": {}, "month": {key: UsageRow(key, key) for key, _s, _e in months}}
+    offers: dict[str, UsageRow] = {}
+
+    def row(kind: str, key) -> UsageRow:
+        table = groups[kind]
+        if key not in table:
+            table[key] = UsageRow(str(key), "")
+        return table[key]
+
+    for kind, column in (("merchant", paid.c.merchant_id), ("union", paid.c.union_id), ("month", paid.c.month)):
+        for key, count, amount, discount, union_share, charged in session.execute(
+                select(column, func.count(), func.sum(paid.c.amount), func.sum(paid.c.discount),
+                       func.sum(paid.c.union_share), func.sum(paid.c.charged)).group_by(column)):
+            r = row(kind, key)
+            r.payments += count
+            r.amount += int(amount or 0)
+            r.discount += int(discount or 0)
+            r.union_subsidy += int(union_share or 0)
+            r.charged += int(charged or 0)
+        for key, count in session.execute(select(column, func.count(PaymentOffer.id))
+                                          .join(PaymentOffer, PaymentOffer.payment_id == paid.c.id).group_by(column)):
+            row(kind, key).redemptions += count
+    for lineage, count, discount, union_share in session.execute(
+            select(PaymentOffer.lineage, func.count(PaymentOffer.id), func.sum(PaymentOffer.discount),
+                   func.sum(PaymentOffer.union_share))
+            .join(paid, paid.c.id == PaymentOffer.payment_id).group_by(PaymentOffer.lineage)):
+        offers[lineage] = UsageRow(lineage, "", payments=count, redemptions=count, discount=int(discount or 0),
+                                   union_subsidy=int(union_share or 0))
+
+    _take_back_refunds(session, since, until, scope, groups, offers, row)
+    return _label_usage(session, since, until, months, groups, offers)
+
+
+def _take_back_refunds(session: Session, since: dt.datetime, until: dt.datetime, scope: list, groups: dict,
+                       offers: dict[str, UsageRow], row) -> None:
+    """Take the window's refunds off the figures: what each gave back, and the offers a full refund undid."""
+    last = 0
+    while True:
+        refunds = session.execute(
+            select(Refund.id, Refund.payment_id, Refund.amount, Refund.union_back, Refund.created_at,
+                   Payment.merchant_id, Member.union_id, Payment.charged)
+            .join(Payment, Payment.id == Refund.payment_id).join(Member, Member.id == Payment.member_id)
+            .join(Union, Union.id == Member.union_id)
+            .where(Refund.created_at >= since, Refund.created_at < until, Refund.id > last, *scope)
+            .order_by(Refund.id).limit(USAGE_CHUNK)).all()
+        if not refunds:
+            return
+        last = refunds[-1].id
+        payment_ids = {r.payment_id for r in refunds}
+        earlier: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for payment_id, refund_id, amount in session.execute(
+                select(Refund.payment_id, Refund.id, Refund.amount).where(Refund.payment_id.in_(payment_ids))
+                .order_by(Refund.id)):
+            earlier[payment_id].append((refund_id, amount))
+        applied: dict[int, list] = defaultdict(list)
+        for po in session.execute(select(PaymentOffer.payment_id, PaymentOffer.lineage, PaymentOffer.discount,
+                                         PaymentOffer.union_share)
+                                  .where(PaymentOffer.payment_id.in_(payment_ids)).order_by(PaymentOffer.id)):
+            applied[po.payment_id].append(po)
+        for r in refunds:
+            before = sum(amount for refund_id, amount in earlier[r.payment_id] if refund_id < r.id)
+            after = before + r.amount
+            undone = 1 if after >= r.charged else 0
+            discount_back = [_share(po.discount, after, r.charged) - _share(po.discount, before, r.charged)
+                             for po in applied[r.payment_id]]
+            union_back = [_share(po.union_share, after, r.charged) - _share(po.union_share, before, r.charged)
+                          for po in applied[r.payment_id]]
+            if union_back and sum(union_back) != r.union_back:
+                # Refunds return the subsidy per program; the offers of one program share its rounding.
+                biggest = max(range(len(union_back)), key=lambda i: applied[r.payment_id][i].union_share)
+                union_back[biggest] += r.union_back - sum(union_back)
+            for po, d_back, u_back in zip(applied[r.payment_id], discount_back, union_back):
+                o = offers.setdefault(po.lineage, UsageRow(po.lineage, ""))
+                o.redemptions -= undone
+                o.discount -= d_back
+                o.union_subsidy -= u_back
+            for kind, key in (("merchant", r.merchant_id), ("union", r.union_id), ("month", _month_of(r.created_at))):
+                g = row(kind, key)
+                g.refunded += r.amount
+                g.union_subsidy -= r.union_back
+                g.discount -= sum(discount_back)
+                g.redemptions -= undone * len(applied[r.payment_id])
+
+
+def _label_usage(session: Session, since: dt.datetime, until: dt.datetime, months: list, groups: dict,
+                 offers: dict[str, UsageRow]) -> UsageFigures:
+    """Name each row (offers by their latest version's title) and order the tables."""
+    if offers:
+        for lineage, title in session.execute(select(Offer.lineage, Offer.title)
+                                              .where(Offer.lineage.in_(list(offers))).order_by(Offer.id)):
+            offers[lineage].label = title
+    merchant_rows = groups["merchant"]
+    if merchant_rows:
+        for mid, public_id, name in session.execute(select(Merchant.id, Merchant.public_id, Merchant.name)
+                                                    .where(Merchant.id.in_(list(merchant_rows)))):
+            merchant_rows[mid].key, merchant_rows[mid].label = public_id, name
+    union_rows = groups["union"]
+    if union_rows:
+        for uid, public_id, name in session.execute(select(Union.id, Union.public_id, Union.name)
+                                                    .where(Union.id.in_(list(union_rows)))):
+            union_rows[uid].key, union_rows[uid].label = public_id, name
+    month_rows = [groups["month"][key] for key, _s, _e in months]
+    total = UsageRow("total", "")
+    for r in month_rows:
+        for name in ("payments", "redemptions", "amount", "discount", "union_subsidy", "charged", "refunded"):
+            setattr(total, name, getattr(total, name) + getattr(r, name))
+    return UsageFigures(
+        since=since, until=until,
+        offers=sorted(offers.values(), key=lambda r: (-r.discount, -r.redemptions, r.label, r.key)),
+        merchants=sorted(merchant_rows.values(), key=lambda r: (-r.charged, -r.amount, r.label, r.key)),
+        unions=sorted(union_rows.values(), key=lambda r: (-r.amount, -r.payments, r.label, r.key)),
+        months=month_rows, total=total)

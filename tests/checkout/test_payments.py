@@ -9,7 +9,7 @@ from cards import service as cards
 from merchants.models import StoreStatus
 from payments import ledger
 from payments.checkout.models import Payment
-from tests.checkout.conftest import PIN, balance, card_of, fund, funded_program, make_offer, payment_code
+from tests.checkout.conftest import PIN, balance, fund, funded_program, make_offer, payment_code
 
 
 def pay_by_code(client, world, amount, *, who="cashier", store=None, key=None, card=None):

@@ -1,11 +1,14 @@
 """Every API endpoint so far x every role, and own versus another tenant's object: the exact status."""
 
+import hashlib
 import io
 
 import pytest
 
 from benefits import service as benefits
 from cards import service as cards
+from payments import ledger
+from payments.checkout import service as checkout
 from payments.disbursement import service as disbursement
 from payments.disbursement.models import ProgramKind, PursePolicy
 from core.auth import Actor
@@ -63,7 +66,8 @@ def world(session, cipher, app):
     batch = disbursement.create_batch_from_rule(session, maker, program.public_id, disbursement.Rule(amount=100),
                                                 max_lines=1000)
     offers = offer_world(session, tree, users, other_shop)
-    return {**offers, "tree": tree, "own": own_member, "other": other_member, "headers": headers, "shop": shop,
+    payments = payment_world(session, app, users, own_card, shop, other_shop)
+    return {**offers, **payments, "tree": tree, "own": own_member, "other": other_member, "headers": headers, "shop": shop,
             "program": program, "funding": funding, "batch": batch, "top_up": top_up, "other_top_up": other_top_up,
             "other_shop": other_shop, "draft": draft, "doc": draft.documents[0], "submitted": submitted,
             "cashier": users[Role.MERCHANT_CASHIER], "card": own_card, "other_card": other_card, "fresh": fresh,
@@ -71,6 +75,28 @@ def world(session, cipher, app):
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def payment_world(session, app, users, card, shop, other_shop):
+    """A payment of the own member's card at the own shop and one at another shop."""
+    fund_account = "test:matrix-funding"
+    ledger.get_or_create_account(session, fund_account, normal_side="debit", allow_negative=True)
+    ledger.post(session, kind="test_credit", idempotency_key=f"matrix:{card.public_id}",
+                entries=[ledger.debit(fund_account, 10_000), ledger.credit(cards.general_account(card.public_id),
+                                                                           10_000)])
+    session.commit()
+    key = hashlib.sha256(b"payment-codes:" + str(app.config["SECRET_KEY"]).encode()).digest()
+    codes = cards.PaymentCodes(app.extensions["kv"], key, ttl=60, per_minute=100)
+    member = Actor.of(users[Role.MEMBER])
+    out = {}
+    for name, where, till in (("payment", shop, users[Role.MERCHANT_CASHIER]),
+                              ("other_payment", other_shop,
+                               f.user(session, Role.MERCHANT_CASHIER, merchant_id=other_shop.id))):
+        code = codes.issue(session, member, card.public_id).code
+        out[name], _ = checkout.pay(session, Actor.of(till), checkout.PayRequest(
+            store_id=where.stores[0].public_id, amount=1_000, payment_code=code), codes=codes,
+            pins=cards.PinGuard(app.extensions["kv"], max_failures=5, lockout=60), max_amount=10**6)
+    return out
 
 
 def offer_world(session, tree, users, other_shop):
@@ -271,6 +297,17 @@ ENDPOINTS = [
     ("publish unnarrowed proposal", "post", offer_url("proposal", "/publish"), None, ADMIN_OK, 422),
     ("reject offer", "post", offer_url("proposal", "/reject"), lambda w: {"json": {"comment": "no"}}, ADMIN_OK, 200),
     ("withdraw offer", "post", offer_url("admin_published", "/withdraw"), lambda w: {"json": {}}, ADMIN_OK, 200),
+    ("pay at a till", "post", lambda w: "/api/v1/payments",
+     lambda w: {"json": {"store_id": w["shop"].stores[0].public_id, "amount": 100,
+                         "payment_code": "880000000000000000"}}, STAFF | MEMBER, {**dict.fromkeys(STAFF, 422),
+                                                                                    Role.MEMBER: 403}),
+    ("pay with the pin", "post", lambda w: "/api/v1/payments",
+     lambda w: {"json": {"store_id": w["shop"].stores[0].public_id, "amount": 100, "card_id": w["card"].public_id,
+                         "pin": "000000"}}, STAFF | MEMBER, {**dict.fromkeys(STAFF, 403), Role.MEMBER: 422}),
+    ("get payment", "get", lambda w: f"/api/v1/payments/{w['payment'].public_id}", None,
+     STAFF | MEMBER | FINANCE_READERS, 200),
+    ("refund payment", "post", lambda w: f"/api/v1/payments/{w['payment'].public_id}/refunds",
+     lambda w: {"json": {"amount": 100}}, STAFF | MEMBER, {Role.MERCHANT_CASHIER: 403, Role.MEMBER: 403}),
     ("ledger verify", "get", lambda w: "/api/v1/ledger/verify", None,
      {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
     ("trial balance", "get", lambda w: "/api/v1/ledger/trial-balance", None,
@@ -339,6 +376,7 @@ OTHER_SHOP = [
     ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/qr.png?variant=emvco", None),
     ("get", lambda w: f"/api/v1/stores/{w['other_shop'].stores[0].public_id}/emvco", None),
     ("get", offer_url("other_shop_draft"), None),
+    ("get", lambda w: f"/api/v1/payments/{w['other_payment'].public_id}", None),
 ]
 OTHER_SHOP_OWNER_ONLY = [
     ("post", lambda w: f"/api/v1/merchants/{w['other_shop'].public_id}/stores", {"json": {"name": "x"}}),
@@ -347,6 +385,7 @@ OTHER_SHOP_OWNER_ONLY = [
      {"json": {"username": "intruder", "password": "a-long-password", "role": "cashier"}}),
     ("patch", offer_url("other_shop_draft"), {"json": {"title": "x"}}),
     ("post", offer_url("other_shop_draft", "/propose"), None),
+    ("post", lambda w: f"/api/v1/payments/{w['other_payment'].public_id}/refunds", {"json": {"amount": 100}}),
 ]
 
 
@@ -483,6 +522,7 @@ def test_every_endpoint_in_the_matrix_is_covered(app):
                "/api/v1/offers/<offer_id>/reject", "/api/v1/offers/<offer_id>/withdraw",
                # public, saying more to a caller with a token (test_offer_reads_matrix)
                "/api/v1/offers", "/api/v1/offers/<offer_id>",
+               "/api/v1/payments", "/api/v1/payments/<payment_id>", "/api/v1/payments/<payment_id>/refunds",
                # public: anyone may sign up and read the directory
                "/api/v1/applicants", "/api/v1/merchants", "/api/v1/merchants/<merchant_id>",
                "/api/v1/ledger/verify", "/api/v1/ledger/trial-balance",

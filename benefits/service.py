@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, column, or_, select, table, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from benefits.models import (FAMILY_OF_MERCHANT_CATEGORY, LimitPeriod, Offer, OfferBudget, OfferCategory,
                              OfferFunding, OfferKind, OfferStatus, OfferUsage)
@@ -41,12 +41,16 @@ class UsageRace(Exception):
         self.lineage = lineage
 
 
-def terms_of(offer: Offer, budget_left: int | None) -> Terms:
-    """The pricing view of an offer version."""
+def terms_of(offer: Offer, budget_left: int | None, merchant_public_id: str | None = None) -> Terms:
+    """The pricing view of an offer version (its merchant's public id given, or read from the offer)."""
+    if offer.merchant_id is None:
+        merchant_public_id = None
+    elif merchant_public_id is None:
+        merchant_public_id = offer.merchant.public_id
     return Terms(
         id=offer.public_id, lineage=offer.lineage, kind=offer.kind.value, value=offer.value,
         funding=offer.funding.value, union_share_bp=offer.union_share_bp, program_id=offer.program_id,
-        merchant_id=offer.merchant.public_id if offer.merchant is not None else None,
+        merchant_id=merchant_public_id,
         category=offer.category.value if offer.category else None,
         merchant_category=offer.merchant_category.value if offer.merchant_category else None,
         min_spend=offer.min_spend, max_discount=offer.max_discount, starts_at=offer.starts_at,
@@ -63,8 +67,9 @@ def live_offers(session: Session, store: Store) -> list[Offer]:
     its family or trade (the time window and the member are pricing's to judge)."""
     trade = store.effective_category
     family = FAMILY_OF_MERCHANT_CATEGORY[trade]
+    # Every one of them is the store's merchant's or no merchant's: the merchant is not loaded again.
     return list(session.scalars(
-        select(Offer).where(Offer.status == OfferStatus.PUBLISHED,
+        select(Offer).options(lazyload(Offer.merchant)).where(Offer.status == OfferStatus.PUBLISHED,
                             or_(Offer.merchant_id == store.merchant_id,
                                 (Offer.merchant_id.is_(None)
                                  & or_(Offer.merchant_category == trade,
@@ -82,8 +87,8 @@ def live_terms(session: Session, store: Store) -> tuple[dict[str, Offer], list[T
             select(OfferBudget.lineage, OfferBudget.budget, OfferBudget.used)
             .where(OfferBudget.lineage.in_(budgeted)))}
     return ({o.public_id: o for o in offers},
-            [terms_of(o, left.get(o.lineage, o.budget_amount) if o.budget_amount is not None else None)
-             for o in offers])
+            [terms_of(o, left.get(o.lineage, o.budget_amount) if o.budget_amount is not None else None,
+                      store.merchant.public_id) for o in offers])
 
 
 def member_unions(session: Session, member: Member) -> frozenset[str]:

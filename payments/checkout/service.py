@@ -227,8 +227,10 @@ def pay(session: Session, actor: Actor, req: PayRequest, *, codes: cards.Payment
     quote, offers, taken = _priced(session, card, store, req.amount, now)
     category = store.effective_category.value
     drawn = _draw(session, card, category, quote.charged, now)
-    payment = Payment(public_id=new_public_id("pay"), store_id=store.id, merchant_id=store.merchant_id,
-                      card_id=card.id, member_id=card.member_id, method=req.method, currency=CURRENCY,
+    # Built with its store, merchant, card and (empty) collections in hand, so the answer is read back
+    # from memory rather than from the database.
+    payment = Payment(public_id=new_public_id("pay"), store=store, merchant=store.merchant, card=card,
+                      member_id=card.member_id, purses=[], offers=[], refunds=[], method=req.method, currency=CURRENCY,
                       amount=quote.amount, discount=quote.discount, charged=quote.charged,
                       union_share=quote.union_share, merchant_share=quote.merchant_share,
                       program_id=next((a.program_id for a in quote.applied if a.program_id), None),
@@ -260,14 +262,15 @@ def pay(session: Session, actor: Actor, req: PayRequest, *, codes: cards.Payment
         session.add(payment)
         session.flush()
         for position, (purse, amount) in enumerate(drawn):
-            session.add(PaymentPurse(payment_id=payment.id, position=position, account_code=purse.account_code,
-                                     purse_kind=purse.kind.value, program_id=purse.program_id, amount=amount))
+            payment.purses.append(PaymentPurse(position=position, account_code=purse.account_code,
+                                               purse_kind=purse.kind.value, program_id=purse.program_id,
+                                               amount=amount, refunded=0))
         for applied in quote.applied:
             t = taken.get(applied.offer_id)
-            session.add(PaymentOffer(payment_id=payment.id, offer_id=offers[applied.offer_id].id,
-                                     lineage=applied.lineage, discount=applied.discount,
-                                     union_share=applied.union_share, program_id=applied.program_id,
-                                     usage_keys=[t.usage_key] if t is not None and t.usage_key else None))
+            payment.offers.append(PaymentOffer(offer=offers[applied.offer_id], lineage=applied.lineage,
+                                               discount=applied.discount, union_share=applied.union_share,
+                                               program_id=applied.program_id,
+                                               usage_keys=[t.usage_key] if t is not None and t.usage_key else None))
         audit.record(session, actor, "payment.created", "payment", payment.public_id,
                      after={"store_id": store.public_id, "card_id": card.public_id, "amount": payment.amount,
                             "discount": payment.discount, "charged": payment.charged,

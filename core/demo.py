@@ -97,10 +97,14 @@ def load_demo(session, cipher, members_per_union: int = 40, seed: int = 2026) ->
                     union_id=union_id)
     create_user(session, username="member", password=DEMO_PASSWORD, role=Role.MEMBER,
                 display_name=first_member.name, member_id=first_member.id)
+    if first_member.hardship is None:  # the demo member is on the register: hardship aid and its offers show
+        members.set_hardship(session, root_actor, first_member.public_id, level=2, reason=HARDSHIP_REASONS[0],
+                             valid_until=today + dt.timedelta(days=365))
     session.commit()
     _demo_cards(session, cipher, root_actor, federation)
     _demo_aid(session, cipher, federation, city_unions["640100"])
     _demo_merchants(session, cipher)
+    _demo_offers(session, root_actor)
     session.commit()
 
 
@@ -208,6 +212,41 @@ def _demo_merchants(session, cipher) -> None:
             if username == "shop-owner":
                 merchants.add_staff(session, Actor.of(applicant), merchant.public_id, username="shop-cashier",
                                     password=DEMO_PASSWORD, role="cashier", display_name="收银员小王")
+
+
+def _demo_offers(session, admin: Actor) -> None:
+    """Published 普惠 offers: the restaurant's own discount, a reading offer the union pays half of, and a
+    pharmacy offer for the hardship register; then the demo member's first payment at the restaurant."""
+    from benefits import service as benefits
+    from cards import service as cards
+    from merchants.models import Merchant
+    from payments.checkout import service as checkout
+    from payments.disbursement.models import Program
+
+    def merchant(name: str) -> str:
+        return session.scalar(select(Merchant.public_id).where(Merchant.name == name))
+
+    warmth = session.scalar(select(Program.public_id).where(Program.name == "2026年送温暖"))
+    for terms in (
+        {"title": "工会会员九折", "kind": "percent_off", "value": 1000, "max_discount": 5000, "funding": "merchant",
+         "merchant_id": merchant("塞上江南餐厅"), "category": "everyday",
+         "description": "堂食消费九折，每单最多优惠50元。"},
+        {"title": "书香满100减20", "kind": "amount_off", "value": 2000, "min_spend": 10000, "funding": "split",
+         "union_share_bp": 5000, "program_id": warmth, "merchant_id": merchant("中卫书香文化"), "category": "culture",
+         "per_member_limit": {"count": 2, "period": "month"}, "budget_amount": 1_000_000,
+         "description": "工会与书店各承担一半。"},
+        {"title": "困难职工购药八五折", "kind": "percent_off", "value": 1500, "max_discount": 3000, "funding": "merchant",
+         "merchant_id": merchant("固原康民大药房"), "category": "health", "eligibility": {"hardship_only": True}},
+    ):
+        offer = benefits.create_offer(session, admin, terms)
+        benefits.publish(session, admin, offer.public_id)
+    member = session.scalar(select(User).where(User.username == "member"))
+    card = cards.live_card_of(session, member.member_id)
+    store = session.scalar(select(Merchant).where(Merchant.name == "塞上江南餐厅")).stores[0]
+    kv = current_app.extensions["kv"]
+    checkout.pay(session, Actor.of(member), checkout.PayRequest(store_id=store.public_id, amount=8_800,
+                                                                card_id=card.public_id, pin=DEMO_PIN),
+                 codes=None, pins=cards.PinGuard(kv, max_failures=5, lockout=1800), max_amount=5_000_000)
 
 
 @click.command("demo")

@@ -1,7 +1,6 @@
 """The offers API: the shape API.md promises, the versioning and proposal flows over HTTP, who sees what,
 refusals that are 4xx with field errors (never 500), idempotent creation, and races on PostgreSQL."""
 
-import threading
 import uuid
 
 import pytest
@@ -14,6 +13,7 @@ from core.auth import Actor
 from core.models import Role
 from tests import factories as f
 from tests.benefits.conftest import offer_row
+from tests.integration.test_concurrency import first_call_waits, run_in_threads
 
 OFFER_FIELDS = {"id", "lineage", "version", "status", "merchant_id", "title", "description", "category",
                 "merchant_category", "kind", "value", "currency", "min_spend", "max_discount", "funding",
@@ -242,38 +242,6 @@ def test_the_openapi_document_describes_the_offers(client):
 
 
 # --- races on PostgreSQL -----------------------------------------------------------------------------
-
-def first_call_waits(monkeypatch, module, name, parties=2):
-    """Make the first call of module.name in each thread wait until `parties` threads have got there."""
-    real = getattr(module, name)
-    barrier = threading.Barrier(parties, timeout=20)
-    seen = threading.local()
-
-    def waiting(*args, **kwargs):
-        if not getattr(seen, "waited", False):
-            seen.waited = True
-            barrier.wait()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, waiting)
-
-
-def run_in_threads(*targets):
-    results = [None] * len(targets)
-
-    def run(i, target):
-        try:
-            results[i] = target()
-        except Exception as exc:  # reported by the test's assertions
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
 
 @pytest.fixture
 def committed(postgres, engine, app):

@@ -78,12 +78,13 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 def payment_world(session, app, users, card, shop, other_shop):
-    """A payment of the own member's card at the own shop and one at another shop."""
+    """A payment of the own member's card at the own shop and one at another shop, which spend all that was
+    put on it (so the card can still be cancelled)."""
     fund_account = "test:matrix-funding"
     ledger.get_or_create_account(session, fund_account, normal_side="debit", allow_negative=True)
     ledger.post(session, kind="test_credit", idempotency_key=f"matrix:{card.public_id}",
-                entries=[ledger.debit(fund_account, 10_000), ledger.credit(cards.general_account(card.public_id),
-                                                                           10_000)])
+                entries=[ledger.debit(fund_account, 2_000), ledger.credit(cards.general_account(card.public_id),
+                                                                          2_000)])
     session.commit()
     key = hashlib.sha256(b"payment-codes:" + str(app.config["SECRET_KEY"]).encode()).digest()
     codes = cards.PaymentCodes(app.extensions["kv"], key, ttl=60, per_minute=100)
@@ -96,6 +97,12 @@ def payment_world(session, app, users, card, shop, other_shop):
         out[name], _ = checkout.pay(session, Actor.of(till), checkout.PayRequest(
             store_id=where.stores[0].public_id, amount=1_000, payment_code=code), codes=codes,
             pins=cards.PinGuard(app.extensions["kv"], max_failures=5, lockout=60), max_amount=10**6)
+    left = ledger.balance(session, cards.general_account(card.public_id)).posted  # what offers took off
+    if left:
+        ledger.post(session, kind="test_debit", idempotency_key=f"matrix:{card.public_id}:back",
+                    entries=[ledger.debit(cards.general_account(card.public_id), left),
+                             ledger.credit(fund_account, left)])
+        session.commit()
     return out
 
 

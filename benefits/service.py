@@ -21,7 +21,7 @@ from benefits.models import (FAMILY_OF_MERCHANT_CATEGORY, LimitPeriod, Offer, Of
 from benefits.pricing import Applied, Terms, period_key
 from core import audit
 from core.auth import Actor
-from core.db import utcnow
+from core.db import dialect_insert, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.i18n import N_
 from core.ids import new_public_id
@@ -30,7 +30,6 @@ from core.pagination import Page, paginate
 from members.models import Member, Union
 from members.service import scope_root
 from merchants.models import Merchant, MerchantCategory, MerchantStatus, Store
-from payments.ledger.accounts import dialect_insert
 
 
 class UsageRace(Exception):

@@ -27,7 +27,7 @@ from cards.numbers import (looks_like_payment_code, mask_card_number, new_card_n
 from core import audit
 from core.auth import Actor, hash_password, verify_password
 from core.crypto import FieldCipher
-from core.db import utcnow
+from core.db import dialect_insert, utcnow
 from core.errors import (Conflict, Forbidden, NotFound, RuleViolation, ServiceUnavailable, TooManyAttempts,
                          ValidationFailed)
 from core.ids import new_public_id
@@ -39,7 +39,6 @@ from members.models import Member, MemberStatus, Union
 from members.validators import birth_date_of
 from payments import ledger
 from payments.ledger import credit, debit
-from payments.ledger.accounts import dialect_insert
 
 NUMBER_CONTEXT = "card.number"
 NUMBER_ATTEMPTS = 5

@@ -149,6 +149,15 @@ class Database:
 db = Database()
 
 
+def dialect_insert(session: Session, entity):
+    """Return an INSERT for `entity` that understands ON CONFLICT on this session's database."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(entity)
+
+
 def enum_type(enum_cls, name: str):
     """Store a Python enum by its value, as a checked VARCHAR on every database."""
     from sqlalchemy import Enum

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import dialect_insert, utcnow
 from core.errors import Conflict, NotFound, RuleViolation, ValidationFailed
 from payments.ledger.models import (
     MAX_SLICES,
@@ -26,15 +26,6 @@ from payments.ledger.types import MAX_METADATA_BYTES
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 DEFAULT_SLICES = 16
-
-
-def dialect_insert(session: Session, entity):
-    """Return an INSERT for `entity` that understands ON CONFLICT on this session's database."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(entity)
 
 
 def check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> dict[str, Any]:

@@ -23,10 +23,10 @@ from sqlalchemy import BigInteger, SmallInteger, String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from core.db import utcnow
+from core.db import dialect_insert, utcnow
 from core.errors import Conflict, DomainError, NotFound, RuleViolation, ValidationFailed
 from core.ids import new_public_id
-from payments.ledger.accounts import check_code, check_currency, check_metadata, dialect_insert
+from payments.ledger.accounts import check_code, check_currency, check_metadata
 from payments.ledger.models import (
     Account,
     AccountBalance,

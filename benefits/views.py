@@ -351,6 +351,22 @@ def _union_choices(chosen: list[str]) -> list[tuple[str, str]]:
     return choices
 
 
+def _form_refusal(exc: DomainError) -> tuple[dict[str, list[str]], int]:
+    """Roll back what the form's refused request began; return the errors to show and the status."""
+    db.session.rollback()
+    return (exc.errors if isinstance(exc, FormRefused) else _field_errors(exc)), exc.status
+
+
+def _create_from_form(*, merchant: bool, endpoint: str, note: str):
+    """Create an offer from the posted form: (a redirect to its page, {}, 200), or (None, errors, status)."""
+    try:
+        offer = service.create_offer(db.session, current_actor(), _form_input(request.form, merchant=merchant))
+    except DomainError as exc:
+        return (None, *_form_refusal(exc))
+    flash(note, "info")
+    return redirect(url_for(endpoint, offer_id=offer.public_id)), {}, 200
+
+
 def _render_form(template_args: dict, errors: dict, status: int):
     args = {"errors": errors, "families": list(OfferCategory), "kinds": list(OfferKind),
             "fundings": list(OfferFunding), "periods": list(LimitPeriod), "trades": list(MerchantCategory),
@@ -387,14 +403,10 @@ def new_offer():
     """Write a new offer: it is saved as a draft, to publish from its page."""
     errors, status = {}, 200
     if request.method == "POST":
-        try:
-            offer = service.create_offer(db.session, current_actor(), _form_input(request.form, merchant=False))
-        except DomainError as exc:
-            db.session.rollback()
-            errors, status = (exc.errors if isinstance(exc, FormRefused) else _field_errors(exc)), exc.status
-        else:
-            flash(_("Draft saved. Publish it when it is ready."), "info")
-            return redirect(url_for("benefits_pages.console_offer", offer_id=offer.public_id))
+        saved, errors, status = _create_from_form(merchant=False, endpoint="benefits_pages.console_offer",
+                                                  note=_("Draft saved. Publish it when it is ready."))
+        if saved is not None:
+            return saved
     form = request.form if request.method == "POST" else MultiDict()
     return _render_form({"form": form, "offer": None, "merchant_form": False,
                          "action": url_for("benefits_pages.new_offer")}, errors, status)
@@ -430,10 +442,9 @@ def edit_offer(offer_id):
         try:
             edited = service.update_offer(db.session, actor, offer_id, _form_input(request.form, merchant=False))
         except DomainError as exc:
-            db.session.rollback()
             if exc.status == 404:
                 raise
-            errors, status = (exc.errors if isinstance(exc, FormRefused) else _field_errors(exc)), exc.status
+            errors, status = _form_refusal(exc)
             offer = service.get_offer(db.session, actor, offer_id)
         else:
             flash(_("A new version is saved as a draft: the published one applies until you publish it.")
@@ -496,14 +507,10 @@ def merchant_new_offer():
     """Write an offer the merchant gives members; it is proposed to the union from its page."""
     errors, status = {}, 200
     if request.method == "POST":
-        try:
-            offer = service.create_offer(db.session, current_actor(), _form_input(request.form, merchant=True))
-        except DomainError as exc:
-            db.session.rollback()
-            errors, status = (exc.errors if isinstance(exc, FormRefused) else _field_errors(exc)), exc.status
-        else:
-            flash(_("Draft saved. Propose it to the union when it is ready."), "info")
-            return redirect(url_for("benefits_pages.merchant_offer", offer_id=offer.public_id))
+        saved, errors, status = _create_from_form(merchant=True, endpoint="benefits_pages.merchant_offer",
+                                                  note=_("Draft saved. Propose it to the union when it is ready."))
+        if saved is not None:
+            return saved
     merchant = db.session.get(Merchant, current_actor().merchant_id)
     form = request.form if request.method == "POST" else MultiDict(
         [("category", FAMILY_OF_MERCHANT_CATEGORY[merchant.category].value)])
@@ -532,10 +539,9 @@ def merchant_edit_offer(offer_id):
         try:
             edited = service.update_offer(db.session, actor, offer_id, _form_input(request.form, merchant=True))
         except DomainError as exc:
-            db.session.rollback()
             if exc.status == 404:
                 raise
-            errors, status = (exc.errors if isinstance(exc, FormRefused) else _field_errors(exc)), exc.status
+            errors, status = _form_refusal(exc)
             offer = _own_offer(offer_id)
         else:
             flash(_("Saved. Propose it to the union when it is ready."), "info")

@@ -41,7 +41,6 @@ from core.ids import new_public_id
 from core.models import MERCHANT_ROLES, Role
 from core.pagination import Page, paginate
 from members.models import Member, Union
-from merchants import service as merchants
 from merchants.models import Merchant, Store
 from payments import ledger
 from payments.checkout.models import (
@@ -121,6 +120,11 @@ def _store_for(session: Session, actor: Actor, req: PayRequest) -> Store:
         if actor.role != Role.MEMBER:
             raise Forbidden("Only the card's owner pays with its PIN.")
         store = _store(session, req.store_id)
+    return _accepting(store)
+
+
+def _accepting(store: Store) -> Store:
+    """The store, if it takes cards now; a 409 saying it does not otherwise."""
     if not store.accepts_cards():
         raise Conflict("This store does not accept member cards at the moment.", code="store_not_accepting")
     return store
@@ -389,12 +393,11 @@ def refund(session: Session, actor: Actor, payment_id: str, *, amount: int, reas
     row.transaction_id = txn.public_id
     # Member limits and offer budgets: back in proportion too; the use itself once all is refunded.
     for po in payment.offers:
-        offer_budget = session.get(Offer, po.offer_id).budget_amount is not None
         benefits.give_back(session, payment.member_id, po.lineage, (po.usage_keys or [None])[0],
                            count=1 if after >= payment.charged else 0,
                            discount=_share(po.discount, after, payment.charged)
                            - _share(po.discount, before, payment.charged),
-                           budget=offer_budget)
+                           budget=po.offer.budget_amount is not None)
     payment.refunded = after
     payment.union_refunded += union_back
     payment.status = PaymentStatus.REFUNDED if after >= payment.charged else PaymentStatus.PARTIALLY_REFUNDED
@@ -441,9 +444,7 @@ def preview(session: Session, actor: Actor, store_id: str, amount: int | None, *
         raise Forbidden("Only the card's owner pays with its PIN.")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 0):
         raise ValidationFailed({"amount": ["A whole number of fen, not negative."]})
-    store = merchants.get_store_any(session, store_id)
-    if not store.accepts_cards():
-        raise Conflict("This store does not accept member cards at the moment.", code="store_not_accepting")
+    store = _accepting(_store(session, store_id))
     card = cards.live_card_of(session, actor.member_id) if actor.member_id else None
     if card is None:
         raise NotFound("No such card.")
@@ -451,8 +452,8 @@ def preview(session: Session, actor: Actor, store_id: str, amount: int | None, *
     now = now or utcnow()
     offers, terms = benefits.live_terms(session, store)
     quote = price(terms, _shopper(session, card, store, amount or 0, terms, now))
-    spendable = sum(ledger.balance(session, purse.account_code).available
-                    for purse in cards.spending_order(card, store.effective_category.value, now))
+    order = cards.spending_order(card, store.effective_category.value, now)
+    spendable = sum(b.available for b in ledger.balances(session, [p.account_code for p in order]).values())
     return PricePreview(store, card, list(offers.values()), quote, spendable)
 
 

@@ -5,15 +5,15 @@ import uuid
 from collections import Counter
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from benefits.models import OfferBudget
+from benefits.models import Offer, OfferBudget, OfferUsage
 from cards import service as cards
 from core.auth import Actor
 from core.models import Role
 from payments import ledger
-from payments.checkout.models import Payment, Refund
+from payments.checkout.models import Payment, PaymentOffer, Refund
 from tests import factories as f
 from tests.checkout.conftest import card_with_pin, fund, make_offer
 from tests.integration.test_concurrency import run_in_threads
@@ -41,6 +41,13 @@ def race(app, engine, cipher):
 
     yield {"session": sess, "shop": shop, "store": shop.stores[0], "cashier": f.bearer(sess, cashier),
            "owner": f.bearer(sess, owner), "codes": codes, "member_card": member_card}
+    # Its offers leave the shared database, as the other tests' catalogs expect (the payments stay).
+    lineages = select(Offer.lineage).where(Offer.merchant_id == shop.id)
+    sess.execute(delete(PaymentOffer).where(PaymentOffer.lineage.in_(lineages)))
+    sess.execute(delete(OfferUsage).where(OfferUsage.lineage.in_(lineages)))
+    sess.execute(delete(OfferBudget).where(OfferBudget.lineage.in_(lineages)))
+    sess.execute(delete(Offer).where(Offer.merchant_id == shop.id))
+    sess.commit()
     sess.close()
 
 

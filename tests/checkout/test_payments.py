@@ -250,3 +250,14 @@ def test_payments_are_seen_by_their_merchant_member_and_finance_only(client, ses
     for who, status in (("cashier", 200), ("owner", 200), ("member", 200), ("maker", 200), ("auditor", 200),
                         ("pharmacy_owner", 404), ("other_member", 404), ("admin", 403)):
         assert client.get(f"/api/v1/payments/{pid}", headers=world["h"][who]).status_code == status, who
+
+
+def test_a_suspended_merchants_store_takes_no_payment(client, session, world):
+    from merchants.models import MerchantStatus
+
+    general = fund(session, world["card"], 10_000)
+    world["shop"].status = MerchantStatus.SUSPENDED
+    session.commit()
+    resp = pay_by_code(client, world, 100)
+    assert resp.status_code == 409 and resp.get_json()["error"] == "store_not_accepting"
+    assert balance(session, general) == 10_000

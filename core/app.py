@@ -93,10 +93,22 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments.disbursement import views as disbursement_pages
     from payments.checkout import api as checkout_api
     from payments.checkout import views as checkout_pages
+    from payments.settlement import api as settlement_api
+    from payments.settlement import cli as settlement_cli
+    from payments.settlement import views as settlement_pages
+    from payments.payouts import api as payouts_api
+    from payments.payouts import views as payouts_pages
+    # Imported for what importing it does: it registers the payouts' Stripe event handlers.
+    from payments.payouts import webhooks as payouts_webhooks  # noqa: F401
+    from payments.reconciliation import api as reconciliation_api
+    from payments.reconciliation import views as reconciliation_pages
+    from payments.reports import api as reports_api
+    from payments.reports import views as reports_pages
 
     for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, benefits_api.blp,
                       payments_api.blp, payments_webhooks.blp, disbursement_api.blp, topups_api.blp,
-                      checkout_api.blp):
+                      checkout_api.blp, settlement_api.blp, payouts_api.blp, reconciliation_api.blp,
+                      reports_api.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)
@@ -108,9 +120,12 @@ def _register_domains(app: Flask, api: Api) -> None:
     app.register_blueprint(disbursement_pages.bp)
     app.register_blueprint(topups_pages.bp)
     app.register_blueprint(checkout_pages.bp)
+    for pages in (settlement_pages, payouts_pages, reconciliation_pages, reports_pages):
+        app.register_blueprint(pages.bp)
     app.cli.add_command(members_cli.cli)
     payments_cli.register(app)
     disbursement_cli.register(app)
+    settlement_cli.register(app)
     disbursement_api.document(api)
     from core import demo
 

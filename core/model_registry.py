@@ -10,3 +10,5 @@ import payments.disbursement.models  # noqa: F401
 import payments.topups.models  # noqa: F401
 import benefits.models  # noqa: F401
 import payments.checkout.models  # noqa: F401
+import payments.settlement.models  # noqa: F401
+import payments.payouts.models  # noqa: F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from benefits.models import Offer
@@ -37,6 +37,9 @@ class Payment(Base):
         CheckConstraint("union_refunded >= 0 AND union_refunded <= union_share", name="union_back_within_share"),
         Index("ix_payments_merchant_created", "merchant_id", "created_at"),
         Index("ix_payments_member_created", "member_id", "created_at"),
+        # Settlement looks for what no settlement has counted yet; the rest of the history stays out of the way.
+        Index("ix_payments_unsettled", "merchant_id", "created_at", postgresql_where=text("settlement_id IS NULL"),
+              sqlite_where=text("settlement_id IS NULL")),
     )
 
     id: Mapped[BigIntPK]
@@ -64,6 +67,8 @@ class Payment(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     # Why each published offer that could have applied did not (for the receipt and support).
     pricing_notes: Mapped[list | None] = mapped_column(JSONType)
+    # The settlement that counted it: one, once (None until its business day is settled).
+    settlement_id: Mapped[int | None] = mapped_column(ForeignKey("settlements.id", ondelete="RESTRICT"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     store: Mapped[Store] = relationship()
@@ -121,6 +126,8 @@ class Refund(Base):
     __table_args__ = (
         UniqueConstraint("created_by_id", "idempotency_key", name="uq_refunds_idempotency"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_refunds_unsettled", "created_at", postgresql_where=text("settlement_id IS NULL"),
+              sqlite_where=text("settlement_id IS NULL")),
     )
 
     id: Mapped[BigIntPK]
@@ -135,6 +142,7 @@ class Refund(Base):
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
+    settlement_id: Mapped[int | None] = mapped_column(ForeignKey("settlements.id", ondelete="RESTRICT"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")

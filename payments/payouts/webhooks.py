@@ -1,0 +1,1 @@
+"""Stripe events about payouts: registered with the webhook endpoint's dispatcher."""

@@ -1,0 +1,1 @@
+"""Reconciliation: external statements (Stripe, the bank) matched against payouts and fundings."""

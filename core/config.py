@@ -76,6 +76,14 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "DISBURSEMENT_CHUNK": int(env.get("DISBURSEMENT_CHUNK", 5000)),
         "DISBURSEMENT_CHUNK_PAUSE": float(env.get("DISBURSEMENT_CHUNK_PAUSE", 0)),
         "DISBURSEMENT_SECOND_APPROVAL_ABOVE": int(env.get("DISBURSEMENT_SECOND_APPROVAL_ABOVE", 100_000_000)),
+        # Settlement: business day D (Asia/Shanghai) is paid out on D + SETTLEMENT_DELAY_DAYS (T+N); an optional
+        # fee in basis points of what the day's payments brought the merchant.
+        "SETTLEMENT_DELAY_DAYS": int(env.get("SETTLEMENT_DELAY_DAYS", 1)),
+        "SETTLEMENT_FEE_BP": int(env.get("SETTLEMENT_FEE_BP", 0)),
+        # A payout above this (fen) waits for a finance approver other than whoever settled it: ¥50,000.
+        "PAYOUT_SECOND_APPROVAL_ABOVE": int(env.get("PAYOUT_SECOND_APPROVAL_ABOVE", 5_000_000)),
+        # Reconciliation: how many days apart a statement line and a payout or funding may be and still match.
+        "RECONCILIATION_DATE_WINDOW_DAYS": int(env.get("RECONCILIATION_DATE_WINDOW_DAYS", 3)),
         "JOBS_MODE": env.get("JOBS_MODE", ""),  # "rq", "thread" or "sync"; empty picks by REDIS_URL
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

@@ -615,14 +615,6 @@ def onboarding_link(session: Session, actor: Actor, public_id: str, connect, *, 
     return connect.onboarding_link(merchant.stripe_account_id, refresh_url=refresh_url, return_url=return_url)
 
 
-def merchant_figures(session: Session, merchant: Merchant) -> dict:
-    """Return the dashboard figures: sales and discounts today and this month, subsidies receivable."""
-    # Payments, discounts and settlements post to the ledger; until a merchant has taken any, all is zero.
-    balance = ledger.balance(session, merchant.payable_account)
-    return {"payable": balance.posted, "today_sales": 0, "month_sales": 0, "today_discounts": 0,
-            "month_discounts": 0, "subsidies_receivable": 0, "settlements": []}
-
-
 # --- stores ----------------------------------------------------------------------------------
 
 def _new_store(merchant: Merchant, spec: dict) -> Store:

@@ -237,17 +237,6 @@ def review(application_id):
 
 # --- the merchant's own pages ----------------------------------------------------------------
 
-@bp.route("/merchant/")
-@page_roles(Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER)
-def dashboard():
-    """The merchant's dashboard: today's and this month's figures, stores, staff and agreement."""
-    actor = current_actor()
-    merchant = db.session.get(service.Merchant, actor.merchant_id)
-    staff = service.list_staff(db.session, actor, merchant.public_id) if actor.role != Role.MERCHANT_CASHIER else []
-    return render_template("merchants/dashboard.html", merchant=merchant, staff=staff,
-                           figures=service.merchant_figures(db.session, merchant))
-
-
 @bp.route("/merchant/stores/<store_id>/poster")
 @page_roles(Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER)
 def poster(store_id):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -349,3 +349,38 @@ def unsettled_before(session: Session, cutoff: dt.datetime) -> dict[str, int]:
     refunds = session.scalar(select(func.count()).select_from(Refund).where(*_unsettled_refunds(cutoff)))
     return {"payments": int(payments), "refunds": int(refunds)}
 
+
+
+@dataclass(frozen=True)
+class MerchantFigures:
+    """A merchant's dashboard: sales today and this month, what it is owed, and its latest statements."""
+
+    today_sales: int
+    month_sales: int
+    month_discounts: int
+    subsidies_receivable: int  # the union's share of discounts, not settled yet
+    payable: int  # owed and not settled yet
+    settlements: list[Settlement]
+
+
+def merchant_figures(session: Session, merchant: Merchant, *, now: dt.datetime | None = None,
+                     latest: int = 5) -> MerchantFigures:
+    """The figures of a merchant's dashboard (business days in Asia/Shanghai)."""
+    today = business_date_of(now or utcnow())
+    day_start, _end = day_bounds(today)
+    month_start, _end = day_bounds(today.replace(day=1))
+    mine = Payment.merchant_id == merchant.id
+    month = session.execute(select(
+        func.coalesce(func.sum(Payment.amount), 0),
+        func.coalesce(func.sum(Payment.discount), 0),
+        func.coalesce(func.sum(case((Payment.created_at >= day_start, Payment.amount), else_=0)), 0),
+    ).where(mine, Payment.created_at >= month_start)).one()
+    subsidy = session.scalar(select(func.coalesce(func.sum(Payment.union_share), 0)).where(
+        mine, Payment.settlement_id.is_(None)))
+    given_back = session.scalar(select(func.coalesce(func.sum(Refund.union_back), 0)).join(
+        Payment, Payment.id == Refund.payment_id).where(mine, Refund.settlement_id.is_(None)))
+    statements = list(session.scalars(select(Settlement).where(Settlement.merchant_id == merchant.id)
+                                      .order_by(Settlement.business_date.desc()).limit(latest)))
+    return MerchantFigures(today_sales=int(month[2]), month_sales=int(month[0]), month_discounts=int(month[1]),
+                           subsidies_receivable=int(subsidy) - int(given_back),
+                           payable=ledger.balance(session, merchant.payable_account).posted, settlements=statements)

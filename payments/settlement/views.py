@@ -13,6 +13,8 @@ from core.exports import table_response
 from core.models import FINANCE_ROLES, Role
 from core.money import format_amount
 from core.web import current_actor, page_roles
+from merchants import service as merchants
+from merchants.models import Merchant
 from payments.settlement import service
 from payments.settlement.models import Settlement
 
@@ -107,6 +109,19 @@ def statement(settlement_id):
 def statement_export(settlement_id, fmt):
     """The statement's lines as CSV or XLSX."""
     return _export(service.get_settlement(db.session, current_actor(), settlement_id), fmt)
+
+
+@bp.route("/merchant/")
+@page_roles(Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER)
+def merchant_dashboard():
+    """The merchant's dashboard: today's and this month's figures, stores, staff, statements, agreement."""
+    actor = current_actor()
+    merchant = db.session.get(Merchant, actor.merchant_id)
+    staff = merchants.list_staff(db.session, actor, merchant.public_id) if actor.role != Role.MERCHANT_CASHIER else []
+    figures = service.merchant_figures(db.session, merchant)
+    return render_template("settlement/dashboard.html", merchant=merchant, staff=staff, figures=figures,
+                           payouts={s.id: service.payout_of(db.session, s) for s in figures.settlements},
+                           may_see_statements=actor.has(*MERCHANT_READERS))
 
 
 @bp.route("/merchant/settlements")

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.models import Role
 from payments import ledger
+from payments.settlement import service
 from payments.settlement.models import Settlement
 from tests.benefits.conftest import post, sign_in
 from tests.settlement.conftest import DAY, at, fund
@@ -134,3 +135,19 @@ def test_a_merchant_page_shows_its_own_statements_only(client, session, sold):
     assert client.get(f"/merchant/settlements/{theirs.public_id}").status_code == 404
     assert client.get(f"/finance/settlements/{ours.public_id}").status_code == 403
     assert Role.MERCHANT_OWNER == sold["users"]["owner"].role
+
+
+def test_the_merchant_dashboard_shows_its_sales_and_latest_statements(client, session, sold, till):
+    w = sold
+    till.pay(1_500, at(DAY - dt.timedelta(days=1), 10))  # the day before: same month, not today
+    figures = service.merchant_figures(session, w["shop"], now=at(DAY, 20))
+    assert (figures.today_sales, figures.month_sales, figures.month_discounts) == (4_000, 5_500, 0)
+    assert figures.payable == 4_000 - 1_000 + 1_500 and figures.settlements == []
+    client.post("/api/v1/settlements", json={"business_date": DATE}, headers=w["h"]["maker"])
+    figures = service.merchant_figures(session, w["shop"], now=at(DAY, 20))
+    assert [s.business_date for s in figures.settlements] == [DAY] and figures.payable == 0
+
+    sign_in(client, w["users"]["cashier"].username)
+    page = client.get("/merchant/").get_data(as_text=True)
+    assert 'id="latest-settlements"' in page and "¥45.00" in page  # the statement's net
+    assert "/merchant/settlements/" not in page  # a cashier does not open statements

@@ -244,9 +244,28 @@ def _demo_offers(session, admin: Actor) -> None:
     card = cards.live_card_of(session, member.member_id)
     store = session.scalar(select(Merchant).where(Merchant.name == "塞上江南餐厅")).stores[0]
     kv = current_app.extensions["kv"]
-    checkout.pay(session, Actor.of(member), checkout.PayRequest(store_id=store.public_id, amount=8_800,
-                                                                card_id=card.public_id, pin=DEMO_PIN),
-                 codes=None, pins=cards.PinGuard(kv, max_failures=5, lockout=1800), max_amount=5_000_000)
+    pins = cards.PinGuard(kv, max_failures=5, lockout=1800)
+
+    def pay(store_id: str, amount: int, when: dt.datetime | None = None):
+        payment, _ = checkout.pay(session, Actor.of(member), checkout.PayRequest(
+            store_id=store_id, amount=amount, card_id=card.public_id, pin=DEMO_PIN),
+            codes=None, pins=pins, max_amount=5_000_000, now=when)
+        return payment
+
+    # Yesterday's sales, a refund, and the settlement of that day: statements and payouts to look at.
+    from payments.settlement import service as settlement
+
+    yesterday = settlement.business_date_of(dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=1)
+    start, _end = settlement.day_bounds(yesterday)
+    books = session.scalar(select(Merchant).where(Merchant.name == "中卫书香文化")).stores[0]
+    dinner = pay(store.public_id, 12_800, start + dt.timedelta(hours=11, minutes=30))
+    pay(books.public_id, 15_000, start + dt.timedelta(hours=7, minutes=15))
+    owner = Actor.of(session.scalar(select(User).where(User.username == "shop-owner")))
+    checkout.refund(session, owner, dinner.public_id, amount=2_000, reason="一道菜未上",
+                    now=start + dt.timedelta(hours=12, minutes=10))
+    finance = Actor.of(session.scalar(select(User).where(User.username == "finance-maker")))
+    settlement.settle_day(session, finance, yesterday, terms=settlement.Terms.from_config(current_app.config))
+    pay(store.public_id, 8_800)
 
 
 @click.command("demo")

@@ -4,8 +4,11 @@ It speaks Stripe's wire format (form-encoded requests with bracket notation, JSO
 `object` and prefixed ids, the `{"error": {...}}` body with Stripe's statuses), checks the API key,
 honours `Idempotency-Key`, logs what it received, and signs webhook deliveries as Stripe does.
 
-A resource is a builder registered with `@resource(...)` over an in-memory store; add transfers,
-payouts or balance transactions the same way as accounts and payment intents below.
+A resource is a builder registered with `@resource(...)` over an in-memory store: accounts, account
+links, payment intents, transfers, payouts and balance transactions below. Money is followed as Stripe
+does: a transfer moves it from the platform to a connected account's balance, a payout (made with the
+`Stripe-Account` header) takes it from that balance to the account's bank, and every movement leaves a
+balance transaction on the account it touched.
 """
 
 from __future__ import annotations
@@ -80,20 +83,26 @@ class Resource:
     create: Callable[[StripeServer, dict, str | None], dict] | None
     update: Callable[[StripeServer, dict, dict], None] | None = None
     id_length: int = 24
+    # Objects belong to the account a request acts for (the platform, or the one in Stripe-Account).
+    scoped: bool = False
+    # Top-level fields a list request may filter on by equality (`created` ranges work on every list).
+    filters: frozenset[str] = frozenset()
 
 
 RESOURCES: dict[str, Resource] = {}
 
 
 def resource(path: str, object_: str, prefix: str | None, *, params: set[str], id_length: int = 24,
-             update: Callable[[StripeServer, dict, dict], None] | None = None):
+             update: Callable[[StripeServer, dict, dict], None] | None = None, scoped: bool = False,
+             filters: set[str] = frozenset()):
     """Register `fn(server, params, new_id) -> object` as the creator of `POST /v1/<path>`.
 
     A resource without an id prefix (account links) is created and answered but never stored.
     """
 
     def decorate(fn):
-        RESOURCES[path] = Resource(path, object_, prefix, frozenset(params) | {"expand"}, fn, update, id_length)
+        RESOURCES[path] = Resource(path, object_, prefix, frozenset(params) | {"expand"}, fn, update, id_length,
+                                   scoped, frozenset(filters))
         return fn
 
     return decorate
@@ -269,6 +278,12 @@ class StripeServer:
             self._links: dict[str, dict] = {}
             self.crashes: list[Exception] = []
             self.webhook_url = None
+            # Who owns each object of a scoped resource: None for the platform, else a connected account.
+            self._owners: dict[str, str | None] = {}
+            # Balances by account (None: the platform) and currency; only connected accounts' are enforced.
+            self.balances: dict[str | None, dict[str, int]] = {}
+            # The connected account the request being served acts for (its Stripe-Account header).
+            self.acting_account: str | None = None
 
     # Serving
 
@@ -363,6 +378,8 @@ class StripeServer:
             intent["last_payment_error"] = None
             intent["latest_charge"] = new_id("ch")
             intent["payment_method"] = new_id("pm")
+            self.add_balance_transaction(intent["amount_received"], intent["currency"], "charge",
+                                         source=intent["latest_charge"], description=intent["description"])
             return self.emit("payment_intent.succeeded", intent)
 
     def fail_payment_intent(self, intent_id: str, *, code: str = "card_declined",
@@ -392,6 +409,112 @@ class StripeServer:
         if intent is None:
             raise KeyError(intent_id)
         return intent
+
+    def pay_payout(self, payout_id: str) -> dict:
+        """Let the bank accept a payout; return the `payout.paid` event (of the account that made it)."""
+        with self._lock:
+            payout = self._payout(payout_id)
+            if payout["status"] not in PAYOUT_OPEN:
+                raise ValueError(f"{payout_id} is {payout['status']}")
+            payout["status"] = "paid"
+            return self.emit("payout.paid", payout, previous_attributes={"status": "in_transit"},
+                             account=self._owners.get(payout_id))
+
+    def fail_payout(self, payout_id: str, *, code: str = "account_closed",
+                    message: str = "The bank account has been closed.") -> dict:
+        """Let the bank return a payout, before or after it was paid; return the `payout.failed` event.
+
+        As on Stripe, the money goes back to the balance of the account that made the payout.
+        """
+        with self._lock:
+            payout = self._payout(payout_id)
+            if payout["status"] not in (*PAYOUT_OPEN, "paid"):
+                raise ValueError(f"{payout_id} is {payout['status']}")
+            previous = payout["status"]
+            account = self._owners.get(payout_id)
+            returned = self.add_balance_transaction(payout["amount"], payout["currency"], "payout_failure",
+                                                    source=payout_id, account=account,
+                                                    description="Payout returned by the bank")
+            payout.update(status="failed", failure_code=code, failure_message=message,
+                          failure_balance_transaction=returned["id"])
+            return self.emit("payout.failed", payout, previous_attributes={"status": previous}, account=account)
+
+    def reverse_transfer(self, transfer_id: str, amount: int | None = None) -> dict:
+        """Take (part of) a transfer back from its connected account; return the `transfer.reversed` event."""
+        with self._lock:
+            transfer = self.store.get("transfers", {}).get(transfer_id)
+            if transfer is None:
+                raise KeyError(transfer_id)
+            amount = transfer["amount"] - transfer["amount_reversed"] if amount is None else amount
+            if not 0 < amount <= transfer["amount"] - transfer["amount_reversed"]:
+                raise ValueError(f"{transfer_id} has less than {amount} left to reverse")
+            destination, currency = transfer["destination"], transfer["currency"]
+            txn = self.add_balance_transaction(amount, currency, "transfer_refund", source=transfer_id,
+                                               description="Transfer reversal")
+            self.add_balance_transaction(-amount, currency, "payment_refund", source=transfer["destination_payment"],
+                                         account=destination, created=txn["created"])
+            reversal = {"id": new_id("trr"), "object": "transfer_reversal", "amount": amount,
+                        "balance_transaction": txn["id"], "created": txn["created"], "currency": currency,
+                        "metadata": {}, "transfer": transfer_id}
+            reversals = transfer["reversals"]
+            reversals["data"].insert(0, reversal)
+            reversals["total_count"] += 1
+            transfer["amount_reversed"] += amount
+            transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+            return self.emit("transfer.reversed", transfer)
+
+    def payout_event(self, payout_id: str, outcome: str = "paid", *, url: str | None = None,
+                     timestamp: int | None = None, **failure) -> int | tuple[bytes, dict[str, str]]:
+        """Settle a payout (`paid` or `failed`) and deliver the signed event to `url`, answering the status,
+        or, without a URL, return the signed body and headers for a test client to post."""
+        if outcome not in ("paid", "failed"):
+            raise ValueError(f"a payout ends paid or failed, not {outcome}")
+        event = self.pay_payout(payout_id) if outcome == "paid" else self.fail_payout(payout_id, **failure)
+        if url is not None:
+            return self.deliver(event, url)
+        return self.delivery(event, timestamp=timestamp)
+
+    def balance(self, account: str | None = None, currency: str = "cny") -> int:
+        """Return an account's balance in a currency (None: the platform's)."""
+        with self._lock:
+            return self.balances.get(account, {}).get(currency.lower(), 0)
+
+    def add_balance_transaction(self, amount: int, currency: str, type_: str, *, source: str | None = None,
+                                account: str | None = None, fee: int = 0, description: str | None = None,
+                                created: int | None = None, reporting_category: str | None = None) -> dict:
+        """Move an account's balance (None: the platform) by `amount - fee`, recorded as a balance transaction."""
+        with self._lock:
+            created = int(time.time()) if created is None else int(created)
+            txn_id = new_id("txn")
+            txn = {
+                "id": txn_id,
+                "object": "balance_transaction",
+                "amount": amount,
+                "available_on": created,
+                "created": created,
+                "currency": currency.lower(),
+                "description": description,
+                "exchange_rate": None,
+                "fee": fee,
+                "fee_details": [{"amount": fee, "application": None, "currency": currency.lower(),
+                                 "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [],
+                "net": amount - fee,
+                "reporting_category": reporting_category or REPORTING_CATEGORIES.get(type_, type_),
+                "source": source,
+                "status": "available",
+                "type": type_,
+            }
+            self.store.setdefault("balance_transactions", {})[txn_id] = txn
+            self._owners[txn_id] = account
+            held = self.balances.setdefault(account, {})
+            held[txn["currency"]] = held.get(txn["currency"], 0) + txn["net"]
+            return txn
+
+    def _payout(self, payout_id: str) -> dict:
+        payout = self.store.get("payouts", {}).get(payout_id)
+        if payout is None:
+            raise KeyError(payout_id)
+        return payout
 
     def emit(self, type_: str, obj: dict, *, previous_attributes: dict | None = None,
              account: str | None = None) -> dict:
@@ -458,8 +581,10 @@ class StripeServer:
         self.requests.append(logged)
         request_id = new_id("req", 14)
         headers = {"Request-Id": request_id, "Stripe-Version": request.headers.get("Stripe-Version", API_VERSION)}
+        self.acting_account = None
         try:
             logged.api_key = self._authenticate(request)
+            self.acting_account = self._acting_account(request)
             pairs = parse_qsl(logged.body if request.method == "POST" else request.query_string.decode(),
                               keep_blank_values=True)
             logged.params = decode_params(pairs)
@@ -501,6 +626,19 @@ class StripeServer:
             raise StripeError(401, "invalid_request_error", f"Invalid API Key provided: {masked}",
                               code="api_key_invalid" if key.startswith(("sk_", "rk_")) else None, headers=challenge)
         return key
+
+    def _acting_account(self, request: Request) -> str | None:
+        """Return the connected account named by Stripe-Account, refusing one the platform does not have."""
+        account = request.headers.get("Stripe-Account")
+        if account is None:
+            return None
+        if account not in self.store.get("accounts", {}):
+            key = self.api_key
+            raise StripeError(403, "invalid_request_error",
+                              f"The provided key '{key[:8]}{'*' * max(0, len(key) - 12)}{key[-4:]}' does not have "
+                              f"access to account '{account}' (or that account does not exist). Application access "
+                              "may have been revoked.", code="account_invalid")
+        return account
 
     def _take_fault(self, path: str) -> None:
         for fault in self._faults:
@@ -557,6 +695,8 @@ class StripeServer:
         if object_id is None:
             return 200, self._list(res, params)
         obj = self.store.get(res.path, {}).get(object_id) if res.prefix else None
+        if obj is not None and res.scoped and self._owners.get(object_id) != self.acting_account:
+            obj = None
         if obj is None:
             raise invalid(f"No such {res.object}: '{object_id}'", param="id", code="resource_missing", status=404)
         if method == "POST":
@@ -579,6 +719,8 @@ class StripeServer:
         if object_id is not None:
             obj = {"id": object_id, **obj}
             self.store.setdefault(res.path, {})[object_id] = obj
+            if res.scoped:
+                self._owners[object_id] = self.acting_account
         return obj
 
     def _list(self, res: Resource, params: dict) -> dict:
@@ -588,8 +730,16 @@ class StripeServer:
             raise invalid("Invalid integer: limit", param="limit") from None
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise invalid(f"This value must be between 1 and {LIST_LIMIT_MAX}.", param="limit")
-        # Stripe lists newest first.
-        items = list(reversed(list(self.store.get(res.path, {}).values())))
+        # Stripe lists newest first (objects made in the same second: the later one first).
+        stored = list(self.store.get(res.path, {}).values())
+        items = [obj for _, obj in sorted(enumerate(stored), key=lambda pair: (-pair[1].get("created", 0), -pair[0]))]
+        if res.scoped:
+            items = [item for item in items if self._owners.get(item["id"]) == self.acting_account]
+        for name in sorted(res.filters & params.keys()):
+            wanted = form_string(params, name)
+            items = [item for item in items if item.get(name) == wanted]
+        if "created" in params:
+            items = [item for item in items if _created_matches(item.get("created"), params["created"])]
         after = params.get("starting_after")
         if after:
             ids = [item["id"] for item in items]
@@ -848,6 +998,153 @@ def create_payment_intent(server: StripeServer, params: dict, intent_id: str) ->
         "status": "requires_payment_method",
     }
 
+
+def _created_matches(created, condition) -> bool:
+    """Tell whether a `created` time meets a list's `created` filter: a time, or a hash of gt/gte/lt/lte."""
+    if isinstance(condition, str):
+        condition = {"eq": condition}
+    if not isinstance(condition, dict):
+        raise invalid("Invalid hash", param="created")
+    tests = {"eq": int.__eq__, "gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+    for name, value in condition.items():
+        if name not in tests or name == "eq" and len(condition) > 1:
+            raise invalid(f"Received unknown parameter: created[{name}]", param=f"created[{name}]",
+                          code="parameter_unknown")
+        if not isinstance(value, str) or not re.fullmatch(r"\d{1,12}", value):
+            raise invalid(f"Invalid integer: {value}", param="created" if name == "eq" else f"created[{name}]")
+        if not isinstance(created, int) or not tests[name](created, int(value)):
+            return False
+    return True
+
+
+def _amount(params: dict, *, minimum: int = 1) -> int:
+    value = form_string(params, "amount")
+    if value is None:
+        raise missing("amount")
+    if not re.fullmatch(r"\d{1,12}", value):
+        raise invalid(f"Invalid integer: {value}", param="amount")
+    if int(value) < minimum:
+        raise invalid(f"This value must be greater than or equal to {minimum}.", param="amount",
+                      code="amount_too_small")
+    return int(value)
+
+
+def _update_metadata(server: StripeServer, obj: dict, params: dict) -> None:
+    if "description" in params:
+        obj["description"] = form_string(params, "description") or None
+    obj["metadata"] = metadata(params, obj["metadata"])
+
+
+# What each kind of balance transaction counts as in Stripe's reports.
+REPORTING_CATEGORIES = {"charge": "charge", "refund": "refund", "transfer": "transfer",
+                        "transfer_refund": "transfer_reversal", "payout": "payout",
+                        "payout_failure": "payout_reversal", "payment": "charge", "payment_refund": "refund", "adjustment": "other_adjustment",
+                        "stripe_fee": "fee"}
+PAYOUT_OPEN = ("pending", "in_transit")
+PAYOUT_SECONDS = 2 * 24 * 3600  # a standard payout arrives about two days later
+
+
+@resource("transfers", "transfer", "tr", update=_update_metadata, scoped=True,
+          filters={"destination", "transfer_group"},
+          params={"amount", "currency", "destination", "description", "metadata", "transfer_group",
+                  "source_transaction", "source_type"})
+def create_transfer(server: StripeServer, params: dict, transfer_id: str) -> dict:
+    """Move money from the platform's balance to a connected account's (only the platform transfers)."""
+    if server.acting_account is not None:
+        raise invalid("Transfers are made by the platform, not on behalf of a connected account.",
+                      status=400)
+    amount, currency = _amount(params), _intent_currency(params)
+    destination = form_string(params, "destination")
+    if not destination:
+        raise missing("destination")
+    account = server.store.get("accounts", {}).get(destination)
+    if account is None:
+        raise invalid(f"No such destination: '{destination}'", param="destination", code="resource_missing")
+    if account["capabilities"].get("transfers") != "active":
+        raise invalid("Your destination account needs to have at least one of the following capabilities "
+                      "enabled: transfers, crypto_transfers, legacy_payments", param="destination",
+                      code="insufficient_capabilities_for_transfer")
+    created = int(time.time())
+    payment_id = new_id("py")
+    sent = server.add_balance_transaction(-amount, currency, "transfer", source=transfer_id, created=created,
+                                          description=form_string(params, "description"))
+    server.add_balance_transaction(amount, currency, "payment", source=payment_id, account=destination,
+                                   created=created)
+    transfer = {
+        "object": "transfer",
+        "amount": amount,
+        "amount_reversed": 0,
+        "balance_transaction": sent["id"],
+        "created": created,
+        "currency": currency,
+        "description": form_string(params, "description"),
+        "destination": destination,
+        "destination_payment": payment_id,
+        "livemode": False,
+        "metadata": metadata(params),
+        "reversals": {"object": "list", "data": [], "has_more": False, "total_count": 0,
+                      "url": f"/v1/transfers/{transfer_id}/reversals"},
+        "reversed": False,
+        "source_transaction": form_string(params, "source_transaction"),
+        "source_type": form_string(params, "source_type") or "card",
+        "transfer_group": form_string(params, "transfer_group"),
+    }
+    server.emit("transfer.created", {"id": transfer_id, **transfer})
+    return transfer
+
+
+@resource("payouts", "payout", "po", update=_update_metadata, scoped=True, filters={"status", "destination"},
+          params={"amount", "currency", "description", "metadata", "method", "destination", "source_type",
+                  "statement_descriptor"})
+def create_payout(server: StripeServer, params: dict, payout_id: str) -> dict:
+    """Send money from the acting account's balance (a connected account's, with Stripe-Account) to its bank."""
+    amount, currency = _amount(params), _intent_currency(params)
+    method = form_string(params, "method") or "standard"
+    if method not in ("standard", "instant"):
+        raise invalid(f"Invalid method: {method}", param="method")
+    account_id = server.acting_account
+    if account_id is not None:
+        account = server.store["accounts"][account_id]
+        if not account["payouts_enabled"]:
+            raise invalid("Payouts are not enabled for this account: it has not finished onboarding or its "
+                          "payouts have been paused.", code="payouts_not_allowed")
+        if server.balance(account_id, currency) < amount:
+            raise invalid("You have insufficient funds in your Stripe account for this transfer. Your balance "
+                          f"in {currency} is too low.", code="balance_insufficient")
+    created = int(time.time())
+    txn = server.add_balance_transaction(-amount, currency, "payout", source=payout_id, account=account_id,
+                                         created=created, description=form_string(params, "description"))
+    payout = {
+        "object": "payout",
+        "amount": amount,
+        "arrival_date": created + PAYOUT_SECONDS,
+        "automatic": False,
+        "balance_transaction": txn["id"],
+        "created": created,
+        "currency": currency,
+        "description": form_string(params, "description"),
+        "destination": form_string(params, "destination") or f"ba_{account_id or 'platform'}",
+        "failure_balance_transaction": None,
+        "failure_code": None,
+        "failure_message": None,
+        "livemode": False,
+        "metadata": metadata(params),
+        "method": method,
+        "original_payout": None,
+        "reversed_by": None,
+        "source_type": form_string(params, "source_type") or "card",
+        "statement_descriptor": form_string(params, "statement_descriptor"),
+        "status": "pending",
+        "type": "bank_account",
+    }
+    server.emit("payout.created", {"id": payout_id, **payout}, account=account_id)
+    return payout
+
+
+# Balance transactions are made by the movements themselves; the API lists and reads them.
+RESOURCES["balance_transactions"] = Resource("balance_transactions", "balance_transaction", "txn",
+                                             frozenset({"expand"}), None, scoped=True,
+                                             filters=frozenset({"type", "source", "currency"}))
 
 # Events are made by Stripe itself (StripeServer.emit); the API only reads them.
 RESOURCES["events"] = Resource("events", "event", "evt", frozenset({"expand"}), None)

@@ -20,12 +20,18 @@ restricted program R (pharmacy only), funded 1,000,000 (a 5,000 funding rejected
 general program G, funded 200,000: D 20,000 onto the general purse; D pays 5,000 at the restaurant
   funded 200,000; disbursed 20,000; spent 0 (general purses mix the member's own money); balance 180,000
 
-pharmacy (640104): sales 28,000 + 10,000 = 38,000 in 2 payments; union subsidy 4,000; refunds 14,000 +
+pharmacy (630104): sales 28,000 + 10,000 = 38,000 in 2 payments; union subsidy 4,000; refunds 14,000 +
   10,000 = 24,000 (subsidy back 1,000 + 2,000 = 3,000); payable 42,000 - 27,000 = 15,000 before settling;
   settled 10,000 (fee 100, payout waiting) two days ago, 3,000 (paid) yesterday, 1,000 (failed, back on the
   payable) today: payable 15,000 - 10,100 - 3,000 - 1,000 + 1,000 = 1,900, in transit 10,000,
   receivable 11,900, paid 3,000, settled 14,000, fees 100
-restaurant (640402, dining): sales 5,000; payable 5,000; receivable 5,000
+restaurant (630202, dining): sales 5,000; payable 5,000; receivable 5,000
+
+The database may hold other tests' rows, committed for real (races on PostgreSQL share one database per run,
+and ledger entries can never be deleted). So the story's merchants sit in a province of their own (630000)
+and the tests ask for them by region, its programs are asked for by id, and the figures that add up the
+whole database (the dashboard tiles, each day's activity, the totals of every program, the trial balance)
+are compared with a snapshot taken just before the story: the story moves them by the hand-computed amounts.
 """
 
 from __future__ import annotations
@@ -49,11 +55,19 @@ from payments.disbursement import service as disbursement
 from payments.disbursement.models import ProgramKind, PursePolicy
 from payments.ledger import credit, debit
 from payments.payouts.models import ExceptionStatus, Payout, PayoutStatus
+from payments.reports import service as reports
 from payments.settlement.models import Settlement, SettlementStatus
 from tests import factories as f
 from tests.checkout.conftest import PIN, card_with_pin, guard, make_offer
 
 PREFIX = "880064"
+
+# The story's merchants, in a province no other test puts a merchant in: the pharmacy in one city, the
+# restaurant in another, and a third city with no merchant at all.
+PROVINCE = "630000"
+PHARMACY_CITY, PHARMACY_REGION = "630100", "630104"
+SHOP_CITY, SHOP_REGION = "630200", "630202"
+EMPTY_CITY = "630300"
 
 
 def id_of(cipher, member) -> str:
@@ -97,13 +111,30 @@ def settle_by_hand(session, merchant, day: dt.date, net: int, fee: int, status: 
     return payout
 
 
+def snapshot(session, today: dt.date) -> dict:
+    """The figures that add up the whole database, as they stand: the dashboard tiles, the last 30 days'
+    activity, every program's figures added up (all time, and this month), and the trial balance's rows."""
+    since, until = reports.period(today.replace(day=1), today)
+    return {"tiles": reports.tiles(session),
+            "days": {d.day: d for d in reports.daily_activity(session, today=today)},
+            "programs": reports.sum_programs(reports.program_figures(session)),
+            "month": reports.sum_programs(reports.program_months(session, since=since, until=until)),
+            "trial_balance": {(r.group, r.currency): r for r in ledger.trial_balance(session).rows}}
+
+
+def balance_of(trial_balance: dict, group: str) -> int:
+    """A group's balance (debits less credits, CNY) in a snapshot's trial balance; 0 if it has no accounts."""
+    row = trial_balance.get((group, "CNY"))
+    return row.balance if row is not None else 0
+
+
 @pytest.fixture
 def rworld(session, cipher, app):
     """The world and its parts: people, merchants, users, bearer headers and actors."""
     tree = f.org_tree(session)
     people = {name: f.member(session, cipher, tree["yc_base"], name) for name in ("甲", "乙", "丙", "丁")}
-    pharmacy = f.merchant(session, cipher, "仁心药房", category="pharmacy", region="640104")
-    shop = f.merchant(session, cipher, "好味餐厅", category="dining", region="640402")
+    pharmacy = f.merchant(session, cipher, "仁心药房", category="pharmacy", region=PHARMACY_REGION)
+    shop = f.merchant(session, cipher, "好味餐厅", category="dining", region=SHOP_REGION)
     users = {
         "maker": f.user(session, Role.FINANCE_MAKER),
         "approver": f.user(session, Role.FINANCE_APPROVER),
@@ -131,6 +162,8 @@ def scenario(session, cipher, app, rworld):
     """Run the hand-computed story (see the module's docstring) and return the world with its programs."""
     a, card, people = rworld["a"], rworld["card"], rworld["people"]
     maker, approver = a["maker"], a["approver"]
+    today = utcnow().astimezone(BUSINESS_TZ).date()
+    before = snapshot(session, today)
     expires = utcnow() + dt.timedelta(days=30)
     aid = disbursement.create_program(session, maker, name="医药救助", kind=ProgramKind.MEDICAL_AID,
                                       purse=PursePolicy.RESTRICTED, union_id=rworld["tree"]["yc"].public_id,
@@ -183,7 +216,6 @@ def scenario(session, cipher, app, rworld):
                               now=expires + dt.timedelta(minutes=2))
     assert {leg["to"]: leg["amount"] for leg in late.legs} == {"program": 10_000, "subsidy": 2_000}
 
-    today = utcnow().astimezone(BUSINESS_TZ).date()
     owner_id = rworld["users"]["approver"].id
     waiting = settle_by_hand(session, rworld["pharmacy"], today - dt.timedelta(days=2), 10_000, 100,
                              PayoutStatus.READY, user_id=owner_id)
@@ -192,4 +224,5 @@ def scenario(session, cipher, app, rworld):
     assert ledger.verify(session).ok
     return {**rworld, "aid": aid, "general": general, "idle": idle, "batch": batch, "today": today,
             "expires": expires, "payments": {"a": pay_a, "b": pay_b, "d": pay_d}, "late_refund": late,
-            "payouts": {"waiting": waiting, "paid": paid, "failed": failed}}
+            "payouts": {"waiting": waiting, "paid": paid, "failed": failed},
+            "program_ids": [aid.public_id, general.public_id, idle.public_id], "before": before}

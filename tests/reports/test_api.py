@@ -4,6 +4,7 @@ import pytest
 
 from core.models import Role
 from tests import factories as f
+from tests.reports.conftest import EMPTY_CITY, PHARMACY_CITY, PHARMACY_REGION, PROVINCE
 
 PROGRAM_FIELDS = ("funded", "disbursed", "spent", "subsidised", "expired", "returned", "clawed_back", "balance")
 
@@ -13,11 +14,13 @@ def get(client, url, headers, **params):
 
 
 def test_program_report_for_finance_and_auditors(client, scenario):
+    ours = scenario["program_ids"]
     for who in ("maker", "approver", "auditor"):
-        resp = get(client, "/api/v1/reports/programs", scenario["h"][who])
+        resp = get(client, "/api/v1/reports/programs", scenario["h"][who], program_id=ours)
         assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert body["from"] is None and body["to"] is None and body["next_cursor"] is None
+    assert [r["id"] for r in body["data"]] == ours
     rows = {r["id"]: r for r in body["data"]}
     aid = rows[scenario["aid"].public_id]
     assert {k: aid[k] for k in PROGRAM_FIELDS} == {
@@ -30,10 +33,13 @@ def test_program_report_for_finance_and_auditors(client, scenario):
 
 
 def test_program_report_by_period_month_and_page(client, scenario):
-    h, today = scenario["h"]["auditor"], scenario["today"]
-    past = get(client, "/api/v1/reports/programs", h, **{"from": "2020-01-01", "to": "2020-12-31"}).get_json()
+    h, today, ours = scenario["h"]["auditor"], scenario["today"], scenario["program_ids"]
+    past = get(client, "/api/v1/reports/programs", h, program_id=ours,
+               **{"from": "2020-01-01", "to": "2020-12-31"}).get_json()
     assert past["from"] == "2020-01-01" and past["to"] == "2020-12-31"
+    assert [r["id"] for r in past["data"]] == ours
     assert all(r["funded"] == 0 and r["spent"] == 0 for r in past["data"])
+    assert [r["balance"] for r in past["data"]] == [985_000, 180_000, 0]  # the budgets now
     first = today.replace(day=1)
     monthly = get(client, "/api/v1/reports/programs", h, by="month", program_id=scenario["aid"].public_id,
                   **{"from": first.isoformat(), "to": today.isoformat()})
@@ -45,9 +51,9 @@ def test_program_report_by_period_month_and_page(client, scenario):
     two = get(client, "/api/v1/reports/programs", h, program_id=[scenario["aid"].public_id,
                                                                   scenario["general"].public_id]).get_json()
     assert {r["id"] for r in two["data"]} == {scenario["aid"].public_id, scenario["general"].public_id}
-    page = get(client, "/api/v1/reports/programs", h, limit=2).get_json()
-    assert len(page["data"]) == 2 and page["next_cursor"]
-    rest = get(client, "/api/v1/reports/programs", h, limit=2, cursor=page["next_cursor"]).get_json()
+    page = get(client, "/api/v1/reports/programs", h, program_id=ours, limit=2).get_json()
+    assert [r["id"] for r in page["data"]] == ours[:2] and page["next_cursor"]
+    rest = get(client, "/api/v1/reports/programs", h, program_id=ours, limit=2, cursor=page["next_cursor"]).get_json()
     assert [r["id"] for r in rest["data"]] == [scenario["idle"].public_id] and rest["next_cursor"] is None
 
 
@@ -74,9 +80,10 @@ def test_merchant_report_refuses_bad_queries(client, session, params):
 
 
 def test_merchant_report_for_finance(client, scenario):
-    resp = get(client, "/api/v1/reports/merchants", scenario["h"]["maker"])
+    resp = get(client, "/api/v1/reports/merchants", scenario["h"]["maker"], region=PROVINCE)
     assert resp.status_code == 200, resp.get_json()
     rows = {r["id"]: r for r in resp.get_json()["data"]}
+    assert list(rows) == [scenario["pharmacy"].public_id, scenario["shop"].public_id]
     pharmacy = rows[scenario["pharmacy"].public_id]
     assert {k: pharmacy[k] for k in ("receivable", "payable", "in_transit", "paid", "payments", "sales",
                                      "union_subsidy", "refunds", "refunded", "union_refunded", "settled",
@@ -84,19 +91,23 @@ def test_merchant_report_for_finance(client, scenario):
         "receivable": 11_900, "payable": 1_900, "in_transit": 10_000, "paid": 3_000, "payments": 2, "sales": 38_000,
         "union_subsidy": 4_000, "refunds": 2, "refunded": 24_000, "union_refunded": 3_000, "settled": 14_000,
         "fees": 100}
-    assert (pharmacy["category"], pharmacy["region"], pharmacy["currency"]) == ("pharmacy", "640104", "CNY")
+    assert (pharmacy["category"], pharmacy["region"], pharmacy["currency"]) == ("pharmacy", PHARMACY_REGION, "CNY")
     assert rows[scenario["shop"].public_id]["receivable"] == 5_000
     today = scenario["today"].isoformat()
     day = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], merchant_id=scenario["pharmacy"].public_id,
               **{"from": today, "to": today}).get_json()["data"]
     assert [(r["sales"], r["refunded"], r["settled"], r["receivable"]) for r in day] == [(38_000, 14_000, 1_000,
                                                                                          11_900)]
-    dining = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], category="dining").get_json()["data"]
+    dining = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], category="dining",
+                 region=PROVINCE).get_json()["data"]
     assert [r["id"] for r in dining] == [scenario["shop"].public_id]
-    city = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], region="640100").get_json()["data"]
+    city = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], region=PHARMACY_CITY).get_json()["data"]
     assert [r["id"] for r in city] == [scenario["pharmacy"].public_id]
-    first = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], limit=1).get_json()
-    assert len(first["data"]) == 1 and first["next_cursor"]
+    first = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], region=PROVINCE, limit=1).get_json()
+    assert [r["id"] for r in first["data"]] == [scenario["pharmacy"].public_id] and first["next_cursor"]
+    rest = get(client, "/api/v1/reports/merchants", scenario["h"]["auditor"], region=PROVINCE, limit=1,
+               cursor=first["next_cursor"]).get_json()
+    assert [r["id"] for r in rest["data"]] == [scenario["shop"].public_id] and rest["next_cursor"] is None
 
 
 def test_a_merchant_sees_only_its_own_row(client, scenario):
@@ -132,11 +143,14 @@ def test_anonymous_callers_are_asked_to_sign_in(client):
         assert resp.status_code == 401 and resp.get_json()["error"] == "unauthorized"
 
 
-def test_an_empty_database_answers_empty_reports(client, session):
+def test_queries_that_select_nothing_answer_empty_reports(client, session):
     h = f.bearer(session, f.user(session, Role.FINANCE_APPROVER))
-    for url in ("/api/v1/reports/programs", "/api/v1/reports/merchants"):
-        resp = client.get(url, headers=h)
-        assert resp.status_code == 200 and resp.get_json()["data"] == [] and resp.get_json()["next_cursor"] is None
+    for url, params in (("/api/v1/reports/programs", {"program_id": "prg_unknown"}),
+                        ("/api/v1/reports/merchants", {"region": EMPTY_CITY}),
+                        ("/api/v1/reports/merchants", {"region": PROVINCE, "category": "dining"})):
+        resp = get(client, url, h, **params)
+        assert resp.status_code == 200, resp.get_json()
+        assert resp.get_json()["data"] == [] and resp.get_json()["next_cursor"] is None
 
 
 def test_the_reports_are_in_the_openapi_document(client):

@@ -13,7 +13,20 @@ from payments.checkout import service as checkout
 from payments.reports import service
 from payments.reports.service import MerchantFilter
 from payments.settlement import service as settlement
+from payments.settlement.models import SettlementStatus
 from tests.checkout.conftest import PIN, fund, guard
+from tests.reports.conftest import (
+    EMPTY_CITY,
+    PHARMACY_CITY,
+    PHARMACY_REGION,
+    PROVINCE,
+    SHOP_CITY,
+    balance_of,
+    snapshot,
+)
+
+# The story's merchants (the database may hold others).
+OURS = MerchantFilter(region=PROVINCE)
 
 
 def by_id(rows):
@@ -33,8 +46,14 @@ IDLE = dict.fromkeys(AID, 0)
 
 
 def test_program_figures_match_the_hand_computation(session, scenario):
-    rows = service.program_figures(session)
-    assert [r.program_id for r in rows] == [scenario[k].public_id for k in ("aid", "general", "idle")]
+    ours = scenario["program_ids"]
+    # Every program, in the order they were created: the story's three among them (the database may hold others).
+    everyone = [r.program_id for r in service.program_figures(session)]
+    assert [p for p in everyone if p in ours] == ours
+    rows = service.program_figures(session, program_ids=ours)
+    assert [r.program_id for r in rows] == ours
+    assert {r.program_id: amounts(r) for r in service.program_figures(session) if r.program_id in ours} == {
+        r.program_id: amounts(r) for r in rows}
     got = by_id(rows)
     assert amounts(got[scenario["aid"].public_id]) == AID
     assert got[scenario["aid"].public_id].aid_spent == 14_000
@@ -64,7 +83,7 @@ def test_program_figures_by_month(session, scenario):
     today = scenario["today"]
     first = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # the first of last month
     since, until = service.period(first, today)
-    rows = service.program_months(session, since=since, until=until)
+    rows = service.program_months(session, program_ids=scenario["program_ids"], since=since, until=until)
     months = [first.strftime("%Y-%m"), today.strftime("%Y-%m")]
     aid = [r for r in rows if r.program_id == scenario["aid"].public_id]
     assert [r.month for r in aid] == months
@@ -81,22 +100,28 @@ def test_program_figures_by_month(session, scenario):
 
 
 def test_program_totals_add_up(session, scenario):
-    total = service.sum_programs(service.program_figures(session))
+    total = service.sum_programs(service.program_figures(session, program_ids=scenario["program_ids"]))
     assert (total.funded, total.disbursed, total.returned, total.balance) == (1_200_000, 80_000, 100_000, 1_165_000)
+    # Every program together: the story added its own to what the database held before.
+    before, everyone = scenario["before"]["programs"], service.sum_programs(service.program_figures(session))
+    moved = {n: getattr(everyone, n) - getattr(before, n) for n in ("funded", "disbursed", "spent", "returned")}
+    assert moved == {"funded": 1_200_000, "disbursed": 80_000, "spent": 15_000, "returned": 100_000}
+    assert everyone.balance - (before.balance or 0) == 1_165_000  # no programs before: no balance either
 
 
 def test_merchant_figures_match_the_hand_computation(session, scenario):
-    page = service.merchant_figures(session)
+    page = service.merchant_figures(session, merchants=OURS)
     rows = {r.merchant_id: r for r in page.items}
+    assert set(rows) == {scenario["pharmacy"].public_id, scenario["shop"].public_id}
     pharmacy = rows[scenario["pharmacy"].public_id]
     assert (pharmacy.payable, pharmacy.in_transit, pharmacy.receivable, pharmacy.paid) == (1_900, 10_000, 11_900, 3_000)
     assert (pharmacy.payments, pharmacy.sales, pharmacy.union_subsidy) == (2, 38_000, 4_000)
     assert (pharmacy.refunds, pharmacy.refunded, pharmacy.union_refunded) == (2, 24_000, 3_000)
     assert (pharmacy.settled, pharmacy.fees) == (14_000, 100)
-    assert (pharmacy.category, pharmacy.region, pharmacy.name) == ("pharmacy", "640104", "仁心药房")
+    assert (pharmacy.category, pharmacy.region, pharmacy.name) == ("pharmacy", PHARMACY_REGION, "仁心药房")
     shop = rows[scenario["shop"].public_id]
     assert (shop.payable, shop.in_transit, shop.receivable, shop.sales, shop.paid) == (5_000, 0, 5_000, 5_000, 0)
-    total = service.merchant_totals(session)
+    total = service.merchant_totals(session, merchants=OURS)
     assert (total.receivable, total.sales, total.refunded, total.settled, total.paid) == (16_900, 43_000, 24_000,
                                                                                         14_000, 3_000)
 
@@ -125,15 +150,21 @@ def test_merchant_figures_in_a_period(session, scenario):
 def test_merchant_filters_and_pages(session, scenario):
     pharmacy, shop = scenario["pharmacy"].public_id, scenario["shop"].public_id
     ids = lambda page: [r.merchant_id for r in page.items]
-    assert ids(service.merchant_figures(session, merchants=MerchantFilter(category="dining"))) == [shop]
-    assert ids(service.merchant_figures(session, merchants=MerchantFilter(region="640100"))) == [pharmacy]
-    assert ids(service.merchant_figures(session, merchants=MerchantFilter(region="640400"))) == [shop]
-    assert ids(service.merchant_figures(session, merchants=MerchantFilter(region="640000"))) == [pharmacy, shop]
-    first = service.merchant_figures(session, limit=1)
+    in_province = lambda category: MerchantFilter(category=category, region=PROVINCE)  # noqa: E731
+    assert ids(service.merchant_figures(session, merchants=in_province("dining"))) == [shop]
+    assert ids(service.merchant_figures(session, merchants=in_province("pharmacy"))) == [pharmacy]
+    assert ids(service.merchant_figures(session, merchants=in_province("supermarket"))) == []
+    assert ids(service.merchant_figures(session, merchants=MerchantFilter(region=PHARMACY_CITY))) == [pharmacy]
+    assert ids(service.merchant_figures(session, merchants=MerchantFilter(region=SHOP_CITY))) == [shop]
+    assert ids(service.merchant_figures(session, merchants=MerchantFilter(region=PHARMACY_REGION))) == [pharmacy]
+    assert ids(service.merchant_figures(session, merchants=MerchantFilter(region=EMPTY_CITY))) == []
+    assert ids(service.merchant_figures(session, merchants=OURS)) == [pharmacy, shop]
+    first = service.merchant_figures(session, merchants=OURS, limit=1)
     assert ids(first) == [pharmacy] and first.next_cursor
-    second = service.merchant_figures(session, limit=1, cursor=first.next_cursor)
+    second = service.merchant_figures(session, merchants=OURS, limit=1, cursor=first.next_cursor)
     assert ids(second) == [shop] and second.next_cursor is None
-    assert service.merchant_totals(session, merchants=MerchantFilter(category="dining")).receivable == 5_000
+    assert service.merchant_totals(session, merchants=in_province("dining")).receivable == 5_000
+    assert service.merchant_totals(session, merchants=MerchantFilter(region=PHARMACY_CITY)).receivable == 11_900
     with pytest.raises(ValidationFailed):
         service.merchant_figures(session, merchants=MerchantFilter(region="999999"))
     with pytest.raises(ValidationFailed):
@@ -151,16 +182,23 @@ def test_merchant_scope(session, scenario):
             service.merchant_scope(session, actor, asked)
 
 
+TILES = ("bank", "clearing", "in_transit", "payables", "open_exceptions")
+DAY = ("payments", "charged", "refunded", "settled", "fees")
+
+
 def test_tiles_and_daily_activity(session, scenario):
-    tiles = service.tiles(session)
+    """The tiles and the days add up the whole database: the story moves them by its own amounts."""
+    before, tiles = scenario["before"]["tiles"], service.tiles(session)
     # The bank took both fundings in and paid one payout out.
-    assert (tiles.bank, tiles.clearing, tiles.in_transit, tiles.payables, tiles.open_exceptions) == (
-        1_197_000, 0, 10_000, 6_900, 1)
+    assert {n: getattr(tiles, n) - getattr(before, n) for n in TILES} == {
+        "bank": 1_197_000, "clearing": 0, "in_transit": 10_000, "payables": 6_900, "open_exceptions": 1}
     days = service.daily_activity(session, today=scenario["today"])
     assert len(days) == 30 and days[-1].day == scenario["today"]
-    assert (days[-1].payments, days[-1].charged, days[-1].refunded, days[-1].settled) == (3, 43_000, 14_000, 1_000)
-    assert (days[-2].settled, days[-3].settled, days[-3].fees) == (3_000, 10_000, 100)
-    assert sum(d.payments for d in days[:-1]) == 0
+    moved = [{n: getattr(d, n) - getattr(scenario["before"]["days"][d.day], n) for n in DAY} for d in days]
+    assert moved[-1] == {"payments": 3, "charged": 43_000, "refunded": 14_000, "settled": 1_000, "fees": 0}
+    assert moved[-2] == {"payments": 0, "charged": 0, "refunded": 0, "settled": 3_000, "fees": 0}
+    assert moved[-3] == {"payments": 0, "charged": 0, "refunded": 0, "settled": 10_000, "fees": 100}
+    assert all(m == dict.fromkeys(DAY, 0) for m in moved[:-3])
 
 
 def test_window_checks(session):
@@ -173,13 +211,19 @@ def test_window_checks(session):
         service.merchant_figures(session, since=now, until=now)
 
 
-def test_an_empty_database_has_empty_reports(session):
-    assert service.program_figures(session) == []
-    assert service.merchant_figures(session).items == []
-    assert service.merchant_totals(session).receivable == 0
-    tiles = service.tiles(session)
-    assert (tiles.bank, tiles.in_transit, tiles.payables, tiles.open_exceptions) == (0, 0, 0, 0)
-    assert all(d.payments == 0 and d.settled == 0 for d in service.daily_activity(session))
+def test_reports_that_select_nothing_are_empty(session, rworld):
+    """Programs, merchants and days that none match: empty reports, zero totals (whatever else the database holds)."""
+    assert service.program_figures(session, program_ids=[]) == []
+    assert service.program_figures(session, program_ids=["prg_unknown"]) == []
+    nowhere = MerchantFilter(region=EMPTY_CITY)
+    page = service.merchant_figures(session, merchants=nowhere)
+    assert page.items == [] and page.next_cursor is None
+    assert service.merchant_totals(session, merchants=nowhere) == service.MerchantFigures(
+        merchant_id="", name="", category="", region="", status="")
+    assert service.merchant_totals(session, merchants=MerchantFilter(region=PROVINCE, category="supermarket")).sales == 0
+    # Thirty days long before anything was made.
+    days = service.daily_activity(session, today=dt.date(2001, 1, 31))
+    assert len(days) == 30 and all(d == service.DayFigures(day=d.day) for d in days)
 
 
 def test_figures_follow_a_real_settlement(session, app, rworld):
@@ -198,13 +242,20 @@ def test_figures_follow_a_real_settlement(session, app, rworld):
     since, until = service.period(yesterday, yesterday)
     [before] = service.merchant_figures(session, merchants=only, since=since, until=until).items
     assert (before.payable, before.in_transit, before.receivable, before.settled) == (8_000, 0, 8_000, 0)
+    whole = snapshot(session, yesterday)
     run = settlement.settle_day(session, rworld["a"]["approver"], yesterday,
                                 terms=settlement.Terms(delay_days=1, fee_bp=100))
-    [stl] = run.created
+    # The run settles every merchant with money waiting (the database may hold others' too).
+    [stl] = [s for s in run.created if s.merchant_id == shop.id]
     assert (stl.fee, stl.net) == (100, 7_900)
     [after] = service.merchant_figures(session, merchants=only, since=since, until=until).items
     assert (after.payable, after.in_transit, after.receivable) == (0, 7_900, 7_900)
     assert (after.sales, after.refunded, after.settled, after.fees, after.paid) == (10_000, 2_000, 7_900, 100, 0)
-    assert service.tiles(session).in_transit == 7_900
-    assert service.daily_activity(session, days=2)[0].settled == 7_900
+    # The whole books moved by what the run settled, the shop's 7,900 among it.
+    moved = sum(s.net for s in run.created if s.status == SettlementStatus.SETTLED)
+    assert moved >= 7_900
+    assert service.tiles(session).in_transit - whole["tiles"].in_transit == moved
+    assert balance_of(snapshot(session, yesterday)["trial_balance"], "payout") - balance_of(
+        whole["trial_balance"], "payout") == -moved
+    assert service.daily_activity(session, days=2)[0].settled - whole["days"][yesterday].settled == moved
     assert ledger.verify(session).ok

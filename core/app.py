@@ -97,6 +97,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments.settlement import cli as settlement_cli
     from payments.settlement import views as settlement_pages
     from payments.payouts import api as payouts_api
+    from payments.payouts import cli as payouts_cli
     from payments.payouts import views as payouts_pages
     # Imported for what importing it does: it registers the payouts' Stripe event handlers.
     from payments.payouts import webhooks as payouts_webhooks  # noqa: F401
@@ -126,6 +127,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     payments_cli.register(app)
     disbursement_cli.register(app)
     settlement_cli.register(app)
+    payouts_cli.register(app)
     disbursement_api.document(api)
     from core import demo
 

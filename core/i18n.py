@@ -54,4 +54,5 @@ RUNTIME_TERMS = (
     N_("education"), N_("travel"), N_("other"),
     N_("submit"), N_("resubmit"), N_("start_review"), N_("approve"), N_("reject"), N_("request_changes"),
     N_("comment"),
+    N_("pending_approval"), N_("ready"), N_("paid"), N_("failed"), N_("settled"), N_("carried_forward"),
 )

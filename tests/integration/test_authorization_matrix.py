@@ -1,9 +1,11 @@
 """Every API endpoint so far x every role, and own versus another tenant's object: the exact status."""
 
+import datetime as dt
 import hashlib
 import io
 
 import pytest
+from sqlalchemy import select
 
 from benefits import service as benefits
 from cards import service as cards
@@ -67,6 +69,7 @@ def world(session, cipher, app):
                                                 max_lines=1000)
     offers = offer_world(session, tree, users, other_shop)
     payments = payment_world(session, app, users, own_card, shop, other_shop)
+    payments.update(settlement_world(session, shop, other_shop))
     return {**offers, **payments, "tree": tree, "own": own_member, "other": other_member, "headers": headers, "shop": shop,
             "program": program, "funding": funding, "batch": batch, "top_up": top_up, "other_top_up": other_top_up,
             "other_shop": other_shop, "draft": draft, "doc": draft.documents[0], "submitted": submitted,
@@ -103,6 +106,23 @@ def payment_world(session, app, users, card, shop, other_shop):
                     entries=[ledger.debit(cards.general_account(card.public_id), left),
                              ledger.credit(fund_account, left)])
         session.commit()
+    return out
+
+
+def settlement_world(session, shop, other_shop):
+    """Today's payments settled (as if tomorrow had come): a statement and a payout for each shop."""
+    from payments.payouts.models import Payout
+    from payments.settlement import service as settlement
+    from payments.settlement.models import Settlement
+
+    today = settlement.business_date_of(settlement.utcnow())
+    settlement.settle_day(session, Actor(None, "matrix", None), today, terms=settlement.Terms(),
+                          now=settlement.utcnow() + dt.timedelta(days=1))
+    out = {}
+    for prefix, merchant in (("", shop), ("other_", other_shop)):
+        stl = session.scalar(select(Settlement).where(Settlement.merchant_id == merchant.id))
+        out[f"{prefix}settlement"] = stl
+        out[f"{prefix}payout"] = session.scalar(select(Payout).where(Payout.settlement_id == stl.id))
     return out
 
 
@@ -151,6 +171,7 @@ APPLICANT = {Role.APPLICANT}
 MEMBER = {Role.MEMBER}
 FINANCE = {Role.FINANCE_MAKER, Role.FINANCE_APPROVER}
 FINANCE_READERS = FINANCE | {Role.AUDITOR}
+MERCHANT_READERS = {Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER}
 CARD_READERS = {Role.MEMBER, Role.UNION_ADMIN, Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}
 
 
@@ -315,6 +336,29 @@ ENDPOINTS = [
      STAFF | MEMBER | FINANCE_READERS, 200),
     ("refund payment", "post", lambda w: f"/api/v1/payments/{w['payment'].public_id}/refunds",
      lambda w: {"json": {"amount": 100}}, STAFF | MEMBER, {Role.MERCHANT_CASHIER: 403, Role.MEMBER: 403}),
+    ("settle a day", "post", lambda w: "/api/v1/settlements",
+     lambda w: {"json": {"business_date": (dt.date.today() - dt.timedelta(days=3)).isoformat()}}, FINANCE, 201),
+    ("list settlements", "get", lambda w: "/api/v1/settlements", None, FINANCE_READERS | MERCHANT_READERS, 200),
+    ("get settlement", "get", lambda w: f"/api/v1/settlements/{w['settlement'].public_id}", None,
+     FINANCE_READERS | MERCHANT_READERS, 200),
+    ("list payouts", "get", lambda w: "/api/v1/payouts", None, FINANCE_READERS | MERCHANT_READERS, 200),
+    ("get payout", "get", lambda w: f"/api/v1/payouts/{w['payout'].public_id}", None,
+     FINANCE_READERS | MERCHANT_READERS, 200),
+    ("approve payout", "post", lambda w: f"/api/v1/payouts/{w['payout'].public_id}/approve", None,
+     {Role.FINANCE_APPROVER}, 409),
+    ("resolve payout", "post", lambda w: f"/api/v1/payouts/{w['payout'].public_id}/resolve",
+     lambda w: {"json": {"note": "checked"}}, FINANCE, 409),
+    ("send payouts", "post", lambda w: "/api/v1/payouts/send", None, FINANCE, 200),
+    ("make a bank file", "post", lambda w: "/api/v1/payout-bank-files", None, {Role.FINANCE_MAKER}, 422),
+    ("list bank files", "get", lambda w: "/api/v1/payout-bank-files", None, FINANCE, 200),
+    ("get bank file", "get", lambda w: "/api/v1/payout-bank-files/pbf_none", None, FINANCE, 404),
+    ("download bank file", "get", lambda w: "/api/v1/payout-bank-files/pbf_none/file.csv", None, FINANCE, 404),
+    ("bank answer", "post", lambda w: "/api/v1/payout-bank-files/pbf_none/statuses",
+     lambda w: {"data": {"file": (io.BytesIO(b"reference,status,reason\n"), "a.csv")},
+                "content_type": "multipart/form-data"}, FINANCE, 404),
+    ("program report", "get", lambda w: "/api/v1/reports/programs", None, FINANCE_READERS, 200),
+    ("merchant report", "get", lambda w: "/api/v1/reports/merchants", None, FINANCE_READERS | MERCHANT_READERS,
+     200),
     ("ledger verify", "get", lambda w: "/api/v1/ledger/verify", None,
      {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
     ("trial balance", "get", lambda w: "/api/v1/ledger/trial-balance", None,
@@ -402,6 +446,23 @@ OTHER_SHOP_OWNER_ONLY = [
 def test_merchant_staff_get_404_for_another_merchant(client, world, role, method, url, kwargs):
     resp = getattr(client, method)(url(world), headers=world["headers"][role], **(kwargs or {}))
     assert resp.status_code == 404, resp.get_json()
+
+
+@pytest.mark.parametrize("role", [Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER], ids=lambda r: r.value)
+@pytest.mark.parametrize("url", [
+    lambda w: f"/api/v1/settlements/{w['other_settlement'].public_id}",
+    lambda w: f"/api/v1/payouts/{w['other_payout'].public_id}",
+    lambda w: f"/api/v1/reports/merchants?merchant_id={w['other_shop'].public_id}",
+])
+def test_a_merchant_gets_404_for_another_merchants_money(client, world, role, url):
+    resp = client.get(url(world), headers=world["headers"][role])
+    assert resp.status_code == 404, resp.get_json()
+
+
+def test_a_merchant_lists_only_its_own_settlements_and_payouts(client, world):
+    for path, own in (("/api/v1/settlements", "settlement"), ("/api/v1/payouts", "payout")):
+        listed = client.get(path, headers=world["headers"][Role.MERCHANT_OWNER]).get_json()["data"]
+        assert [x["id"] for x in listed] == [world[own].public_id]
 
 
 def test_managers_get_404_for_another_merchants_staff(client, world):
@@ -533,6 +594,12 @@ def test_every_endpoint_in_the_matrix_is_covered(app):
                # public: anyone may sign up and read the directory
                "/api/v1/applicants", "/api/v1/merchants", "/api/v1/merchants/<merchant_id>",
                "/api/v1/ledger/verify", "/api/v1/ledger/trial-balance",
+               "/api/v1/settlements", "/api/v1/settlements/<settlement_id>",
+               "/api/v1/payouts", "/api/v1/payouts/<payout_id>", "/api/v1/payouts/<payout_id>/approve",
+               "/api/v1/payouts/<payout_id>/resolve", "/api/v1/payouts/send", "/api/v1/payout-bank-files",
+               "/api/v1/payout-bank-files/<bank_file_id>", "/api/v1/payout-bank-files/<bank_file_id>/file.csv",
+               "/api/v1/payout-bank-files/<bank_file_id>/statuses",
+               "/api/v1/reports/programs", "/api/v1/reports/merchants",
                # Stripe signs its calls instead of sending a token (tests/integration/test_stripe.py)
                "/api/v1/webhooks/stripe"}
     api_rules = {r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")}

@@ -519,3 +519,16 @@ def test_lists_filter_by_status_merchant_and_exception_newest_first(session, wor
     assert [p.public_id for p in more.items] == [first.public_id]
     counts = service.status_counts(session, world["a"]["owner"])
     assert (counts["ready"], counts["failed"], counts["exceptions"]) == (1, 1, 1)
+
+
+def test_the_send_command_sends_due_stripe_payouts(app, session, cipher, stripe_server, stripe_app_config,
+                                                   monkeypatch):
+    from payments.payouts import service as payouts
+
+    merchant = make_stripe_merchant(session, cipher, stripe_account(app, stripe_server), "命令行超市")
+    payout = make_payout(session, merchant, 2_500)
+    monkeypatch.setattr(payouts, "business_today", lambda: TODAY)
+    result = app.test_cli_runner().invoke(args=["payouts", "send"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("1 sent, 0 not sent")
+    assert row(session, payout).status == PayoutStatus.SUBMITTED

@@ -12,3 +12,4 @@ import benefits.models  # noqa: F401
 import payments.checkout.models  # noqa: F401
 import payments.settlement.models  # noqa: F401
 import payments.payouts.models  # noqa: F401
+import payments.reconciliation.models  # noqa: F401

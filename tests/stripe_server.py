@@ -261,6 +261,7 @@ class StripeServer:
         self._server = None
         self._thread: threading.Thread | None = None
         self._urls = Map([
+            Rule("/v1/transfers/<transfer_id>/reversals", endpoint="reversals", methods=["POST"]),
             Rule("/v1/<resource_path>", endpoint="collection", methods=["GET", "POST"]),
             Rule("/v1/<resource_path>/<object_id>", endpoint="item", methods=["GET", "POST"]),
             Rule("/connect/onboarding/<account_id>/<token>", endpoint="onboarding", methods=["GET", "POST"]),
@@ -463,6 +464,28 @@ class StripeServer:
             transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
             return self.emit("transfer.reversed", transfer)
 
+    def _create_reversal(self, params: dict, transfer_id: str) -> tuple[int, dict]:
+        """POST /v1/transfers/{id}/reversals: take (part of) a transfer back, as the platform may."""
+        if self.acting_account is not None:
+            raise invalid("Transfers are reversed by the platform, not a connected account.", status=400)
+        unknown = set(params) - {"amount", "metadata", "description", "refund_application_fee", "expand"}
+        if unknown:
+            raise invalid(f"Received unknown parameter: {sorted(unknown)[0]}", param=sorted(unknown)[0])
+        with self._lock:
+            transfer = self.store.get("transfers", {}).get(transfer_id)
+            if transfer is None:
+                raise invalid(f"No such transfer: '{transfer_id}'", param="id", code="resource_missing", status=404)
+            left = transfer["amount"] - transfer["amount_reversed"]
+            amount = left if params.get("amount") in (None, "") else _intent_amount(params)
+            if left == 0:
+                raise invalid("Transfer has already been fully reversed.", code="transfer_already_reversed")
+            if amount > left:
+                raise invalid(f"Amount ({amount}) exceeds what is left of the transfer ({left}).", param="amount")
+            self.reverse_transfer(transfer_id, amount)
+            reversal = transfer["reversals"]["data"][0]
+            reversal["metadata"] = dict(params.get("metadata") or {})
+            return 200, reversal
+
     def payout_event(self, payout_id: str, outcome: str = "paid", *, url: str | None = None,
                      timestamp: int | None = None, **failure) -> int | tuple[bytes, dict[str, str]]:
         """Settle a payout (`paid` or `failed`) and deliver the signed event to `url`, answering the status,
@@ -592,8 +615,11 @@ class StripeServer:
                 raise invalid(f"Unrecognized request URL ({request.method}: {request.path}). Please see "
                               "https://stripe.com/docs or we can help at https://support.stripe.com/.", status=404)
             self._take_fault(request.path)
-            status, body, replayed = self._idempotent(request, logged, request_id,
-                                                      lambda: self._route(request.method, logged.params, **args))
+            if endpoint == "reversals":
+                route = lambda: self._create_reversal(logged.params, **args)  # noqa: E731
+            else:
+                route = lambda: self._route(request.method, logged.params, **args)  # noqa: E731
+            status, body, replayed = self._idempotent(request, logged, request_id, route)
         except StripeError as exc:
             status, body, replayed = exc.status, json.dumps(exc.body()), False
             headers.update(exc.headers)

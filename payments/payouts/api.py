@@ -72,7 +72,8 @@ def approve_payout(payout_id):
 @blp.alt_response(409, schema=ApiErrorSchema, description="The payout has no open exception")
 def resolve_payout(body, payout_id):
     """Close a failed payout's exception with a note of what was done about it."""
-    return _one(service.resolve_exception(db.session, current_actor(), payout_id, body["note"]))
+    return _one(service.resolve_exception(db.session, current_actor(), payout_id, body["note"],
+                                          provider=payout_provider(current_app.config)))
 
 
 @blp.route("/payouts/send", methods=["POST"])

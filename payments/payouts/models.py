@@ -52,6 +52,9 @@ class Payout(Base):
     stripe_account_id: Mapped[str | None] = mapped_column(String(64))
     stripe_transfer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     stripe_payout_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # A failed Stripe payout leaves the money on the merchant's Stripe balance: the transfer is reversed
+    # when finance resolves the exception, before settlement pays the money again.
+    stripe_reversal_id: Mapped[str | None] = mapped_column(String(64))
     # Bank: the transfer file that carried it.
     bank_file_id: Mapped[int | None] = mapped_column(ForeignKey("payout_bank_files.id", ondelete="RESTRICT"),
                                                      index=True)

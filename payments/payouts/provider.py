@@ -47,6 +47,12 @@ class PayoutProvider(Protocol):
         """
         ...
 
+    def reclaim(self, *, payout_id: str, transfer_id: str, amount: int) -> str:
+        """Take back what is left of a transfer whose payout to the merchant's bank failed (the money is on the
+        merchant's Stripe balance, and settlement pays it again); return the reversal's id. Doing it again
+        takes nothing more. Raise SendFailed when the provider did not do it."""
+        ...
+
 
 def payout_provider(config: Mapping) -> PayoutProvider:
     """Return the Stripe payout provider the configuration calls for (a refusing one without a key)."""

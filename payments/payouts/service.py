@@ -34,7 +34,7 @@ from core import audit
 from core.auth import SYSTEM, Actor
 from core.crypto import FieldCipher
 from core.db import utcnow
-from core.errors import Conflict, Forbidden, NotFound, RuleViolation, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, RuleViolation, ServiceUnavailable, ValidationFailed
 from core.i18n import BUSINESS_TZ
 from core.ids import new_public_id
 from core.models import FINANCE_ROLES, Role, User
@@ -647,8 +647,14 @@ def record_stripe_ids(session: Session, payout: Payout, *, transfer_id: str | No
 
 # --- exceptions ------------------------------------------------------------------------------------------
 
-def resolve_exception(session: Session, actor: Actor, payout_id: str, note: str) -> Payout:
-    """Close a failed payout's exception with finance's note of what was done about it."""
+def resolve_exception(session: Session, actor: Actor, payout_id: str, note: str, *,
+                      provider: PayoutProvider | None = None) -> Payout:
+    """Close a failed payout's exception with finance's note of what was done about it.
+
+    A failed Stripe payout's money is back on the merchant's Stripe balance, not the platform's: its
+    transfer is reversed first (through `provider`), so that the settlement that pays it again does not pay
+    the merchant twice. If Stripe does not take it back, the exception stays open.
+    """
     if actor.role not in FINANCE_ROLES:
         raise Forbidden("Only finance resolves payout exceptions.")
     note = (note or "").strip()
@@ -661,6 +667,21 @@ def resolve_exception(session: Session, actor: Actor, payout_id: str, note: str)
         if payout.exception_note == note:
             return payout
         raise Conflict("The exception is already resolved.", code="exception_resolved")
+    if payout.method == SettlementMethod.STRIPE and payout.stripe_transfer_id and payout.stripe_reversal_id is None:
+        transfer_id, amount = payout.stripe_transfer_id, payout.amount
+        # No row lock is held while Stripe answers; the reversal's idempotency key makes a retry harmless.
+        session.rollback()
+        if provider is None:
+            raise ServiceUnavailable("Stripe must take the transfer back before the exception is resolved.",
+                                     code="stripe_not_configured")
+        try:
+            reversal = provider.reclaim(payout_id=payout_id, transfer_id=transfer_id, amount=amount)
+        except SendFailed as exc:
+            raise ServiceUnavailable(exc.message, code=exc.code) from exc
+        payout = _locked_payout(session, payout_id)
+        if payout.exception_status != ExceptionStatus.OPEN:
+            raise Conflict("The exception was resolved meanwhile.", code="exception_resolved")
+        payout.stripe_reversal_id = reversal
     before = {**snapshot(payout), "exception_note": payout.exception_note}
     payout.exception_status = ExceptionStatus.RESOLVED
     payout.exception_note = note

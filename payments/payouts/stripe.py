@@ -70,6 +70,21 @@ class StripePayouts:
                 options={"stripe_account": account_id, "idempotency_key": f"{payout_id}:payout"})
         return Sent(transfer_id, payout.id, dt.datetime.fromtimestamp(payout.created, dt.timezone.utc))
 
+    def reclaim(self, *, payout_id: str, transfer_id: str, amount: int) -> str:
+        """Reverse what is left of the transfer (once: a retry with the same key is the same reversal)."""
+        with _stripe_errors("look up the transfer", payout_id, transfer_id):
+            transfer = self._client.v1.transfers.retrieve(transfer_id).to_dict()
+        left = min(amount, transfer["amount"] - transfer.get("amount_reversed", 0))
+        if left <= 0:
+            # Already taken back (by us earlier, or by Stripe's dashboard): name the latest reversal.
+            reversals = (transfer.get("reversals") or {}).get("data") or []
+            return reversals[0]["id"] if reversals else transfer_id
+        with _stripe_errors("reverse the transfer", payout_id, transfer_id):
+            reversal = self._client.v1.transfers.reversals.create(
+                transfer_id, params={"amount": left, "metadata": {"payout_id": payout_id}},
+                options={"idempotency_key": f"{payout_id}:reversal"})
+        return reversal.id
+
     def _earlier_transfer(self, payout_id: str, account_id: str) -> str | None:
         """Return the transfer an earlier attempt made for this payout, if Stripe has one."""
         with _stripe_errors("look up earlier transfers", payout_id):
@@ -89,5 +104,9 @@ class DisabledStripePayouts:
 
     def send(self, *, payout_id: str, amount: int, currency: str, account_id: str, transfer_id: str | None = None,
              attempts: int = 0) -> Sent:
+        """Refuse: Stripe is not configured."""
+        raise SendFailed(self.MESSAGE, code="stripe_not_configured")
+
+    def reclaim(self, *, payout_id: str, transfer_id: str, amount: int) -> str:
         """Refuse: Stripe is not configured."""
         raise SendFailed(self.MESSAGE, code="stripe_not_configured")

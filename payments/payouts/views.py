@@ -168,7 +168,8 @@ def approve(payout_id):
 def resolve(payout_id):
     """Close a failed payout's exception with a note of what was done."""
     try:
-        service.resolve_exception(db.session, current_actor(), payout_id, request.form.get("note", ""))
+        service.resolve_exception(db.session, current_actor(), payout_id, request.form.get("note", ""),
+                                  provider=payout_provider(current_app.config))
         flash(_("Exception resolved: the money joins the merchant's next settlement."), "info")
     except DomainError as exc:
         _refused(exc)

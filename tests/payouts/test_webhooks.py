@@ -276,3 +276,42 @@ def test_the_payout_event_helper_signs_a_payload_or_delivers_it_to_a_url(stripe_
     assert (failed.type, failed.data.object.failure_code) == ("payout.failed", "no_account")
     with pytest.raises(ValueError):
         stripe_server.payout_event(sent["stripe_payout"], "lost")
+
+
+def test_resolving_a_failed_stripe_payout_takes_the_transfer_back_before_it_is_paid_again(
+        client, session, app, stripe_server, sent, headers):
+    payout, account = sent["payout"], sent["account"]
+    assert deliver(client, stripe_server, stripe_server.fail_payout(sent["stripe_payout"])).status_code == 200
+    assert stripe_server.balance(account) == 18_000  # the money sits on the merchant's Stripe balance
+
+    resolved = client.post(f"/api/v1/payouts/{payout.public_id}/resolve", headers=headers["maker"],
+                           json={"note": "商户已更换银行卡"})
+
+    assert resolved.status_code == 200, resolved.get_json()
+    current = row(session, payout)
+    assert current.exception_status.value == "resolved" and current.stripe_reversal_id.startswith("trr_")
+    assert stripe_server.balance(account) == 0  # back on the platform, to be paid with the next settlement
+    transfer = stripe_server.store["transfers"][sent["transfer"]]
+    assert (transfer["amount_reversed"], transfer["reversed"]) == (18_000, True)
+    # The transfer.reversed event Stripe sends next changes nothing: the payout has failed already.
+    event = next(e for e in stripe_server.events if e["type"] == "transfer.reversed")
+    assert deliver(client, stripe_server, event).status_code == 200
+    assert row(session, payout).status == PayoutStatus.FAILED and txns(session, payout, "payout_returned") == []
+    # Resolving again takes nothing more back.
+    again = client.post(f"/api/v1/payouts/{payout.public_id}/resolve", headers=headers["maker"],
+                        json={"note": "商户已更换银行卡"})
+    assert again.status_code == 200 and transfer["amount_reversed"] == 18_000
+    assert_books_balance(session)
+
+
+def test_a_failed_stripe_payout_stays_open_when_stripe_does_not_take_the_transfer_back(
+        client, session, app, stripe_server, sent, headers, monkeypatch):
+    payout = sent["payout"]
+    deliver(client, stripe_server, stripe_server.fail_payout(sent["stripe_payout"]))
+    monkeypatch.setitem(app.config, "STRIPE_API_KEY", "")  # Stripe switched off meanwhile
+
+    refused = client.post(f"/api/v1/payouts/{payout.public_id}/resolve", headers=headers["maker"],
+                          json={"note": "重新付款"})
+
+    assert refused.status_code == 503 and refused.get_json()["error"] == "stripe_not_configured"
+    assert row(session, payout).exception_status.value == "open"

@@ -277,7 +277,8 @@ def test_publishing_sets_the_lineages_budget_and_a_new_version_keeps_what_was_us
     budget = session.get(OfferBudget, v1.lineage, populate_existing=True)
     assert (budget.budget, budget.used) == (80_000, 30_000)
     set_events = session.scalars(select(AuditEvent).where(AuditEvent.object_id == v1.lineage,
-                                                          AuditEvent.action == "offer.budget_set")).all()
+                                                          AuditEvent.action == "offer.budget_set")
+                                 .order_by(AuditEvent.id)).all()
     assert [(e.before, e.after) for e in set_events] == [
         (None, {"budget": 50_000, "used": 0}), ({"budget": 50_000, "used": 30_000}, {"budget": 80_000, "used": 30_000})]
     v3 = service.update_offer(session, platform, v2.public_id, {"budget_amount": 20_000})

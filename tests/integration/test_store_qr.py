@@ -17,8 +17,9 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 
 def decode(png: bytes) -> str:
     """Read the one QR code in a PNG image."""
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1 and found[0].format == zxingcpp.BarcodeFormat.QRCode
+    # Only QR codes are looked for: a linear-barcode detector can see a false code in a QR code's modules.
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)
+    assert len({code.text for code in found}) == 1, [(code.format, code.text) for code in found]
     return found[0].text
 
 

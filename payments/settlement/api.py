@@ -15,12 +15,14 @@ blp = Blueprint("settlement_api", __name__, url_prefix="/api/v1", description="D
 READERS = (*FINANCE_ROLES, Role.AUDITOR, Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER)
 
 
-def with_payout(settlement):
-    """The settlement with its payout's id and status, for the answer."""
-    payout = service.payout_of(db.session, settlement)
-    settlement.payout_id = payout.public_id if payout else None
-    settlement.payout_status = payout.status.value if payout else None
-    return settlement
+def with_payouts(settlements: list) -> list:
+    """The settlements with their payouts' ids and statuses, for the answer (one query for all)."""
+    payouts = service.payouts_of(db.session, settlements)
+    for settlement in settlements:
+        payout = payouts.get(settlement.id)
+        settlement.payout_id = payout.public_id if payout else None
+        settlement.payout_status = payout.status.value if payout else None
+    return settlements
 
 
 @blp.route("/settlements", methods=["POST"])
@@ -32,7 +34,7 @@ def settle(body):
     run = service.settle_day(db.session, current_actor(), body["business_date"],
                              terms=service.Terms.from_config(current_app.config))
     return {"business_date": run.business_date, "created": len(run.created),
-            "data": [with_payout(x) for x in run.settlements]}
+            "data": with_payouts(run.settlements)}
 
 
 @blp.route("/settlements", methods=["GET"])
@@ -44,7 +46,7 @@ def list_settlements(args):
     page = service.list_settlements(db.session, current_actor(), business_date=args.get("business_date"),
                                     merchant_id=args.get("merchant_id"), status=args.get("status"),
                                     limit=args["limit"], cursor=args["cursor"])
-    return {"data": [with_payout(x) for x in page.items], "next_cursor": page.next_cursor}
+    return {"data": with_payouts(page.items), "next_cursor": page.next_cursor}
 
 
 @blp.route("/settlements/<settlement_id>", methods=["GET"])
@@ -54,5 +56,5 @@ def list_settlements(args):
 def get_settlement(args, settlement_id):
     """One settlement statement with its payments and refunds."""
     settlement = service.get_settlement(db.session, current_actor(), settlement_id)
-    return {"settlement": with_payout(settlement),
+    return {"settlement": with_payouts([settlement])[0],
             "lines": service.statement_lines(db.session, settlement, limit=args["limit"], offset=args["offset"])}

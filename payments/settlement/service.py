@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from benefits.pricing import percent_of
 from core import audit
 from core.auth import Actor
 from core.db import utcnow
@@ -89,8 +90,8 @@ def business_date_of(moment: dt.datetime) -> dt.date:
 
 
 def fee_of(amount: int, fee_bp: int) -> int:
-    """fee_bp basis points of a non-negative amount, rounded half-up to the fen."""
-    return (2 * amount * fee_bp + BP) // (2 * BP) if amount > 0 and fee_bp > 0 else 0
+    """fee_bp basis points of what the payments brought (none on nothing), rounded half-up to the fen."""
+    return percent_of(amount, fee_bp) if amount > 0 else 0
 
 
 def _check(business_date: dt.date, terms: Terms, now: dt.datetime) -> dt.datetime:
@@ -320,7 +321,15 @@ def statement_lines(session: Session, settlement: Settlement, *, limit: int = 50
 
 
 def payout_of(session: Session, settlement: Settlement) -> Payout | None:
-    return session.scalar(select(Payout).where(Payout.settlement_id == settlement.id))
+    return payouts_of(session, [settlement]).get(settlement.id)
+
+
+def payouts_of(session: Session, settlements: list[Settlement]) -> dict[int, Payout]:
+    """The payouts of these settlements, by settlement id, in one query (a carried-forward one has none)."""
+    if not settlements:
+        return {}
+    rows = session.scalars(select(Payout).where(Payout.settlement_id.in_([s.id for s in settlements])))
+    return {p.settlement_id: p for p in rows}
 
 
 def carried_from(session: Session, settlement: Settlement) -> tuple[list[Settlement], list[Payout]]:

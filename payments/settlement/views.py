@@ -48,7 +48,7 @@ def _day_page(day: dt.date, error: str | None = None, status: int = 200):
     _start, cutoff = service.day_bounds(day)
     html = render_template("settlement/day.html", day=day, page=page, totals=service.day_totals(db.session, day),
                            unsettled=service.unsettled_before(db.session, cutoff), closed=cutoff <= utcnow(),
-                           payouts={s.id: service.payout_of(db.session, s) for s in page.items},
+                           payouts=service.payouts_of(db.session, page.items),
                            error=error, may_settle=current_actor().has(*FINANCE_ROLES),
                            previous=day - dt.timedelta(days=1), following=day + dt.timedelta(days=1))
     return html, status
@@ -120,7 +120,7 @@ def merchant_dashboard():
     staff = merchants.list_staff(db.session, actor, merchant.public_id) if actor.role != Role.MERCHANT_CASHIER else []
     figures = service.merchant_figures(db.session, merchant)
     return render_template("settlement/dashboard.html", merchant=merchant, staff=staff, figures=figures,
-                           payouts={s.id: service.payout_of(db.session, s) for s in figures.settlements},
+                           payouts=service.payouts_of(db.session, figures.settlements),
                            may_see_statements=actor.has(*MERCHANT_READERS))
 
 
@@ -130,7 +130,7 @@ def merchant_settlements():
     """The merchant's own settlements, newest first."""
     page = service.list_settlements(db.session, current_actor(), limit=PAGE, cursor=request.args.get("cursor") or None)
     return render_template("settlement/merchant.html", page=page,
-                           payouts={s.id: service.payout_of(db.session, s) for s in page.items})
+                           payouts=service.payouts_of(db.session, page.items))
 
 
 @bp.route("/merchant/settlements/<settlement_id>")

@@ -184,3 +184,20 @@ def test_the_statement_lists_payments_and_refunds_in_order(session, funded, till
     assert [(x.kind, x.to_merchant) for x in lines] == [("payment", 1_000), ("refund", -300)]
     assert sum(x.to_merchant for x in lines) == s.net
     assert TERMS.delay_days == 1
+
+
+def test_a_negative_day_still_pays_its_fee_and_carries_the_rest(session, funded, till):
+    first = till.pay(1_000, at(DAY, 10))
+    terms = settlement.Terms(fee_bp=60)
+    settle(session, DAY, terms=terms)
+    fees = posted(session, FEES)
+    till.pay(100, at(DAY + dt.timedelta(days=1), 9))
+    till.refund(first, 900, at(DAY + dt.timedelta(days=1), 10))
+
+    s = settle(session, DAY + dt.timedelta(days=1), terms=terms).created[0]
+
+    assert (s.fee, s.net, s.status) == (1, 100 - 900 - 1, SettlementStatus.CARRIED_FORWARD)
+    assert posted(session, FEES) - fees == 1  # only the fee moved
+    assert posted(session, funded["shop"].payable_account) == -801
+    assert session.scalar(select(Payout).where(Payout.settlement_id == s.id)) is None
+    assert ledger.verify(session).ok

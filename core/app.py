@@ -105,11 +105,14 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments.reconciliation import views as reconciliation_pages
     from payments.reports import api as reports_api
     from payments.reports import views as reports_pages
+    from stats import api as stats_api
+    from stats import cli as stats_cli
+    from stats import views as stats_pages
 
     for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, benefits_api.blp,
                       payments_api.blp, payments_webhooks.blp, disbursement_api.blp, topups_api.blp,
                       checkout_api.blp, settlement_api.blp, payouts_api.blp, reconciliation_api.blp,
-                      reports_api.blp):
+                      reports_api.blp, stats_api.blp):
         api.register_blueprint(blueprint)
         # API calls authenticate with bearer tokens, never with the session cookie: no CSRF to guard.
         csrf.exempt(blueprint)
@@ -121,13 +124,14 @@ def _register_domains(app: Flask, api: Api) -> None:
     app.register_blueprint(disbursement_pages.bp)
     app.register_blueprint(topups_pages.bp)
     app.register_blueprint(checkout_pages.bp)
-    for pages in (settlement_pages, payouts_pages, reconciliation_pages, reports_pages):
+    for pages in (settlement_pages, payouts_pages, reconciliation_pages, reports_pages, stats_pages):
         app.register_blueprint(pages.bp)
     app.cli.add_command(members_cli.cli)
     payments_cli.register(app)
     disbursement_cli.register(app)
     settlement_cli.register(app)
     payouts_cli.register(app)
+    stats_cli.register(app)
     disbursement_api.document(api)
     from core import demo
 

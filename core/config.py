@@ -84,6 +84,9 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "PAYOUT_SECOND_APPROVAL_ABOVE": int(env.get("PAYOUT_SECOND_APPROVAL_ABOVE", 5_000_000)),
         # Reconciliation: how many days apart a statement line and a payout or funding may be and still match.
         "RECONCILIATION_DATE_WINDOW_DAYS": int(env.get("RECONCILIATION_DATE_WINDOW_DAYS", 3)),
+        # The union console refreshes its figures in the background when a view finds them older than this
+        # (seconds); 0 leaves it to `flask stats refresh` on a schedule.
+        "STATS_REFRESH_AFTER": int(env.get("STATS_REFRESH_AFTER", 300)),
         "JOBS_MODE": env.get("JOBS_MODE", ""),  # "rq", "thread" or "sync"; empty picks by REDIS_URL
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

@@ -10,6 +10,9 @@ from flask import Flask, g, has_app_context
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import Date
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -147,6 +150,53 @@ class Database:
 
 
 db = Database()
+
+
+# --- business days in SQL -------------------------------------------------------------------------
+
+class business_day(FunctionElement):
+    """SQL: the business day (Asia/Shanghai) a UTC timestamp column falls on, as a DATE."""
+
+    type = Date()
+    inherit_cache = True
+    name = "business_day"
+
+
+class business_month(FunctionElement):
+    """SQL: the first day of the business month a UTC timestamp column falls in, as a DATE."""
+
+    type = Date()
+    inherit_cache = True
+    name = "business_month"
+
+
+def _zone() -> tuple[str, int]:
+    from core.i18n import BUSINESS_TZ
+
+    offset = BUSINESS_TZ.utcoffset(dt.datetime(2000, 1, 1))
+    return BUSINESS_TZ.key, int(offset.total_seconds() // 3600)
+
+
+@compiles(business_day, "postgresql")
+def _business_day_pg(element, compiler, **kw):
+    return "CAST(timezone('%s', %s) AS DATE)" % (_zone()[0], compiler.process(element.clauses, **kw))
+
+
+@compiles(business_month, "postgresql")
+def _business_month_pg(element, compiler, **kw):
+    return "CAST(date_trunc('month', timezone('%s', %s)) AS DATE)" % (
+        _zone()[0], compiler.process(element.clauses, **kw))
+
+
+# SQLite keeps naive UTC text and has no time zones; Asia/Shanghai has kept UTC+8 without summer time since 1991.
+@compiles(business_day, "sqlite")
+def _business_day_sqlite(element, compiler, **kw):
+    return "date(%s, '%+d hours')" % (compiler.process(element.clauses, **kw), _zone()[1])
+
+
+@compiles(business_month, "sqlite")
+def _business_month_sqlite(element, compiler, **kw):
+    return "date(%s, '%+d hours', 'start of month')" % (compiler.process(element.clauses, **kw), _zone()[1])
 
 
 def dialect_insert(session: Session, entity):

@@ -266,6 +266,11 @@ def _demo_offers(session, admin: Actor) -> None:
     finance = Actor.of(session.scalar(select(User).where(User.username == "finance-maker")))
     settlement.settle_day(session, finance, yesterday, terms=settlement.Terms.from_config(current_app.config))
     pay(store.public_id, 8_800)
+    # The union console's figures, so its first view has them.
+    from stats import service as stats
+
+    stats.refresh(session)
+    session.commit()
 
 
 @click.command("demo")

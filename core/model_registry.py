@@ -13,3 +13,4 @@ import payments.checkout.models  # noqa: F401
 import payments.settlement.models  # noqa: F401
 import payments.payouts.models  # noqa: F401
 import payments.reconciliation.models  # noqa: F401
+import stats.models  # noqa: F401

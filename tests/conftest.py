@@ -109,6 +109,8 @@ def app(database_url, tmp_path_factory):
         "SECRET_KEY": "test-secret-key",
         "DATA_KEY": "test-data-key-that-is-long-enough-for-tests",
         "JOBS_MODE": "sync",
+        # Tests refresh the console's figures themselves (tests/stats); a view never does it behind their back.
+        "STATS_REFRESH_AFTER": 0,
         # Cheap argon2id keeps the suite fast; test_password_hashing checks the production cost.
         "PASSWORD_HASH_TIME_COST": 1,
         "PASSWORD_HASH_MEMORY_KIB": 1024,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from cards.models import Purse
 from core.auth import Actor
-from core.db import UTCDateTime, utcnow
+from core.db import UTCDateTime, business_day, utcnow
 from core.errors import NotFound, ValidationFailed
 from core.i18n import BUSINESS_TZ
 from core.models import Role
@@ -255,13 +255,14 @@ def _programs(session: Session, program_ids: Iterable[str] | None) -> list[Progr
 
 
 def _movements(session: Session, programs: list[Program], since: dt.datetime | None, until: dt.datetime | None,
-               buckets: Sequence[tuple[str, dt.datetime, dt.datetime]] | None) -> dict[tuple[int, str | None], _Movements]:
-    """Sum the programs' ledger movements in the window, by program (and bucket), in two queries."""
-    out: dict[tuple[int, str | None], _Movements] = defaultdict(_Movements)
+               bucket_of: Callable | None) -> dict[tuple[int, object], _Movements]:
+    """Sum the programs' ledger movements in the window, by program (and by the bucket `bucket_of` names for a
+    moment: a month, a day), in two queries."""
+    out: dict[tuple[int, object], _Movements] = defaultdict(_Movements)
     if not programs:
         return out
     accounts = _program_accounts([p.id for p in programs])
-    bucket = _bucket(Entry.created_at, buckets).label("bucket") if buckets else literal(None, String).label("bucket")
+    bucket = bucket_of(Entry.created_at).label("bucket") if bucket_of else literal(None, String).label("bucket")
     rows = session.execute(
         select(accounts.c.program_id, accounts.c.role, Transaction.kind, bucket,
                total(case((Entry.amount > 0, Entry.amount), else_=0)),
@@ -274,7 +275,7 @@ def _movements(session: Session, programs: list[Program], since: dt.datetime | N
     for program_id, role, kind, key, debits, credits in rows:
         out[(program_id, key)].add(role, kind, int(debits), int(credits))
     legs = _refund_legs(session)
-    leg_bucket = _bucket(legs.c.created_at, buckets).label("bucket") if buckets else literal(None, String).label("bucket")
+    leg_bucket = bucket_of(legs.c.created_at).label("bucket") if bucket_of else literal(None, String).label("bucket")
     for program_id, key, amount in session.execute(
             select(Program.id, leg_bucket, total(legs.c.amount))
             .join(Program, Program.public_id == legs.c.program)
@@ -301,8 +302,23 @@ def program_months(session: Session, *, program_ids: Iterable[str] | None = None
     """The same figures by business month of [since, until): every program, every month, months in order."""
     buckets = months(since, until)
     programs = _programs(session, program_ids)
-    moved = _movements(session, programs, since, until, buckets)
+    moved = _movements(session, programs, since, until, lambda column: _bucket(column, buckets))
     return [moved[(p.id, key)].figures(p, key, None) for p in programs for key, _start, _end in buckets]
+
+
+def program_days(session: Session, *, since: dt.datetime, until: dt.datetime | None = None
+                 ) -> dict[tuple[int, dt.date], ProgramFigures]:
+    """Every program's figures by business day of [since, until), keyed by (program row id, day); days with no
+    movement are left out. For the pre-aggregated figures of the union console."""
+    _check_window(since, until)
+    programs = _programs(session, None)
+    moved = _movements(session, programs, since, until, business_day)
+    by_id = {p.id: p for p in programs}
+    out = {}
+    for (program_id, key), movements in moved.items():
+        day = key if isinstance(key, dt.date) else dt.date.fromisoformat(str(key)[:10])
+        out[(program_id, day)] = movements.figures(by_id[program_id], None, None)
+    return out
 
 
 def sum_programs(rows: Iterable[ProgramFigures], *, program_id: str = "", name: str = "",

@@ -98,7 +98,7 @@ def _child_lines(o):
 
 
 TABLES = {
-    "children": (N_("Next level"), [N_("Union"), N_("Union ID"), N_("Level"), N_("Region"), N_("Members"),
+    "children": (N_("Next level"), [N_("Union name"), N_("Union ID"), N_("Org level"), N_("Region"), N_("Members"),
                                     N_("Hardship members"), N_("Cards issued"), N_("Active cards"),
                                     N_("Frozen cards"), N_("Cards used in 30 days"), N_("Usage rate"),
                                     N_("Payments in 30 days"), N_("Paid by card in 30 days (fen)")]),

@@ -380,6 +380,11 @@ ENDPOINTS = [
      {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
     ("trial balance", "get", lambda w: "/api/v1/ledger/trial-balance", None,
      {Role.FINANCE_MAKER, Role.FINANCE_APPROVER, Role.AUDITOR}, 200),
+    ("stats overview of the admin's own subtree", "get", lambda w: "/api/v1/stats/overview", None,
+     FINANCE_READERS | ADMIN_OK, 200),
+    ("stats overview of a union", "get", lambda w: f"/api/v1/stats/overview?union_id={w['tree']['xq'].public_id}",
+     None, FINANCE_READERS | ADMIN_OK, 200),
+    ("stats trends", "get", lambda w: "/api/v1/stats/trends", None, FINANCE_READERS | ADMIN_OK, 200),
 ]
 
 
@@ -427,6 +432,9 @@ CROSS_TENANT = [
     ("get", offer_url("gy_proposal"), None),
     ("post", offer_url("gy_proposal", "/reject"), {"json": {"comment": "x"}}),
     ("post", offer_url("gy_proposal", "/publish"), None),
+    ("get", lambda w: f"/api/v1/stats/overview?union_id={w['tree']['gy'].public_id}", None),
+    ("get", lambda w: f"/api/v1/stats/overview?union_id={w['tree']['fed'].public_id}", None),
+    ("get", lambda w: f"/api/v1/stats/trends?union_id={w['tree']['gy_base'].public_id}", None),
 ]
 
 
@@ -623,6 +631,7 @@ def test_every_endpoint_in_the_matrix_is_covered(app):
                "/api/v1/reconciliation-adjustments/<adjustment_id>/reject",
                "/api/v1/reconciliations/<rec_id>/export.<any(csv, xlsx):fmt>", "/api/v1/reconciliations/report",
                "/api/v1/reconciliations/report.<any(csv, xlsx):fmt>",
+               "/api/v1/stats/overview", "/api/v1/stats/trends",
                # Stripe signs its calls instead of sending a token (tests/integration/test_stripe.py)
                "/api/v1/webhooks/stripe"}
     api_rules = {r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")}

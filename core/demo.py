@@ -170,6 +170,77 @@ def _demo_cards(session, cipher, admin: Actor, federation: Union) -> None:
     cards.set_pin(session, cipher, guard, Actor.of(demo_user), card.public_id, pin=DEMO_PIN, current_pin=None)
 
 
+HISTORY_MONTHS = 6
+# Card payments at 塞上江南餐厅 in each of the last HISTORY_MONTHS months, oldest first: the scheme catching on.
+HISTORY_PAYMENTS = (6, 10, 15, 21, 28, 36)
+
+
+def _demo_history(session, admin: Actor) -> None:
+    """Half a year of the scheme, so the union console's months have something to show: members registered
+    and their cards issued and activated over the months (their dates set back), a consumption voucher of
+    ¥100 paid onto every card, and card payments at 塞上江南餐厅's till growing month by month.
+
+    Their business days have passed unsettled, so yesterday's settlement takes them in (as it would any
+    sale an earlier run missed)."""
+    from cards import service as cards
+    from cards.models import Card, CardStatus
+    from merchants.models import Merchant
+    from payments.checkout import service as checkout
+    from payments.disbursement import service as aid
+    from payments.disbursement.models import ProgramKind, PursePolicy
+
+    rng = random.Random(11)
+    now = utcnow()
+    federation = session.scalar(select(Union).where(Union.parent_id.is_(None), Union.name == FEDERATION[0]))
+    in_demo = select(Member.id).join(Union, Member.union_id == Union.id).where(Union.path.startswith(federation.path))
+    span = HISTORY_MONTHS * 30 + 20
+    for member in session.scalars(select(Member).where(Member.id.in_(in_demo)).order_by(Member.id)):
+        registered = now - dt.timedelta(days=rng.randint(span - 40, span), minutes=rng.randint(0, 600))
+        member.created_at = registered
+        card = cards.live_card_of(session, member.id)
+        if card is not None:
+            card.issued_at = registered + dt.timedelta(days=rng.randint(1, 10))
+            if card.activated_at is not None:
+                card.activated_at = card.issued_at + dt.timedelta(days=rng.randint(0, 20))
+    session.commit()
+
+    maker = Actor.of(session.scalar(select(User).where(User.username == "finance-maker")))
+    approver = Actor.of(session.scalar(select(User).where(User.username == "finance-approver")))
+    vouchers = aid.create_program(session, maker, name="2026年职工消费券", kind=ProgramKind.CONSUMPTION_VOUCHER,
+                                  purse=PursePolicy.GENERAL, union_id=federation.public_id)
+    funding = aid.create_funding(session, maker, vouchers.public_id, amount=5_000_000, currency="CNY",
+                                 reference="宁夏银行 2026-05-20 入账")
+    aid.approve_funding(session, approver, funding.public_id)
+    batch = aid.create_batch_from_rule(session, maker, vouchers.public_id, aid.Rule(amount=10_000),
+                                       note="全体会员消费券每人100元", max_lines=10_000)
+    aid.approve_batch(session, approver, batch.public_id,
+                      second_approval_above=current_app.config["DISBURSEMENT_SECOND_APPROVAL_ABOVE"])
+    aid.run_batch(session, batch.public_id)
+
+    cashier = Actor.of(session.scalar(select(User).where(User.username == "shop-cashier")))
+    restaurant = session.scalar(select(Merchant).where(Merchant.name == "塞上江南餐厅"))
+    codes = cards.PaymentCodes(current_app.extensions["kv"], current_app.config["SECRET_KEY"].encode(), ttl=60,
+                               per_minute=1000)
+    demo_member = session.scalar(select(User.member_id).where(User.username == "member"))
+    payers = list(session.execute(select(Card.public_id, Card.member_id, Card.activated_at)
+                                  .where(Card.member_id.in_(in_demo), Card.member_id != demo_member,
+                                         Card.status == CardStatus.ACTIVE).order_by(Card.id)))
+    left = {card_id: 10_000 for card_id, _m, _a in payers}  # the voucher; the story's member keeps theirs
+    for back, count in zip(range(HISTORY_MONTHS, 0, -1), HISTORY_PAYMENTS):
+        for _ in range(count):
+            when = now - dt.timedelta(days=back * 30 - rng.randint(0, 27), hours=rng.randint(0, 8))
+            card_id, member_id, activated = rng.choice(payers)
+            amount = rng.randrange(1_500, 6_000, 100)
+            if activated is None or activated >= when or left[card_id] < amount:
+                continue
+            left[card_id] -= amount
+            owner = Actor(None, "demo", Role.MEMBER, member_id=member_id)
+            code = codes.issue(session, owner, card_id).code
+            checkout.pay(session, cashier, checkout.PayRequest(
+                store_id=rng.choice(restaurant.stores).public_id, amount=amount,
+                payment_code=code), codes=codes, pins=None, max_amount=5_000_000, now=when)
+
+
 DEMO_MERCHANTS = [
     # username, business, credit code body (17 chars), category, region, address, stores, approve?
     ("shop-owner", "塞上江南餐厅", "91640100MA76DEMX0", "dining", "640104", "银川市兴庆区鼓楼南街3号",
@@ -252,6 +323,7 @@ def _demo_offers(session, admin: Actor) -> None:
             codes=None, pins=pins, max_amount=5_000_000, now=when)
         return payment
 
+    _demo_history(session, admin)
     # Yesterday's sales, a refund, and the settlement of that day: statements and payouts to look at.
     from payments.settlement import service as settlement
 

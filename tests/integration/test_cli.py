@@ -73,6 +73,16 @@ def test_demo_loads_a_realistic_data_set_once(runner, session):
     assert [p.amount for p in aid] == [30_000] and aid[0].allowed_categories == ["medical", "pharmacy"]
     statuses = set(session.scalars(select(Disbursement.status)).all())
     assert {BatchStatus.COMPLETED, BatchStatus.DRAFT} <= statuses
+    # The union console has its figures, with half a year of card payments to show month by month.
+    from stats import service as stats
+
+    overview = stats.overview(session, demo_root)
+    assert overview.counts.members == members and overview.refreshed_at is not None
+    today = stats.business_today()
+    first, last = stats.trend_window(None, None, today)
+    months = stats.trends(session, demo_root, first, last)
+    assert sum(1 for m in months if m.payments) >= 5
+    assert sum(m.payments for m in months) == overview.total.payments
     again = runner.invoke(args=["demo"])
     assert again.exit_code == 0 and "already loaded" in again.output
     assert session.scalar(select(func.count()).select_from(demo_members.subquery())) == members

@@ -185,27 +185,14 @@ def overview_body(o) -> dict:
     }
 
 
-class TrendMonthSchema(Schema):
+class TrendMonthSchema(ActivitySchema):
     month = fields.Str(required=True, metadata={"description": "YYYY-MM, Asia/Shanghai"})
-    members_joined = _count("Members registered")
-    cards_issued = _count("Cards issued")
-    cards_activated = _count("Cards activated")
-    payments = _count("Card payments")
-    amount = _fen("Their list prices")
-    discount = _fen("Discounts given")
-    charged = _fen("Paid by cards")
-    merchant_share = _fen("Discounts borne by merchants")
-    union_share = _fen("Discounts paid by the union")
-    union_subsidised = _fen("`union_share` less the subsidy refunds gave back")
-    refunds = _count("Refunds")
-    refunded = _fen("Given back by refunds")
     card_users = _count("Cards that paid at least once in the month")
     live_cards = _count("Cards active at some time in the month")
     usage_rate = _rate("`card_users` over `live_cards`")
     aid_funded = _fen("Aid programs of the subtree: approved fundings")
     aid_disbursed = _fen("Aid paid onto cards, less claw-backs")
     aid_spent = _fen("Aid spent at merchants, with the union's offer subsidies")
-    currency = fields.Str(required=True)
 
 
 class TrendSchema(Schema):

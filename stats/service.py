@@ -536,36 +536,19 @@ def overview(session: Session, union: Union | None, *, now: dt.datetime | None =
 # --- trends -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class MonthRow:
+class MonthRow(Activity):
     """One business month of a subtree; `usage_rate` is the cards that paid over the cards in use."""
 
-    month: str  # YYYY-MM
-    members_joined: int = 0
-    cards_issued: int = 0
-    cards_activated: int = 0
-    payments: int = 0
-    amount: int = 0
-    discount: int = 0
-    charged: int = 0
-    merchant_share: int = 0
-    union_share: int = 0
-    refunds: int = 0
-    refunded: int = 0
-    union_refunded: int = 0
+    month: str = ""  # YYYY-MM
     card_users: int = 0
     live_cards: int = 0
     aid_funded: int = 0
     aid_disbursed: int = 0
     aid_spent: int = 0
-    currency: str = CURRENCY
 
     @property
     def usage_rate(self) -> float | None:
         return round(self.card_users / self.live_cards, 4) if self.live_cards else None
-
-    @property
-    def union_subsidised(self) -> int:
-        return self.union_share - self.union_refunded
 
 
 def trend_window(first: dt.date | None, last: dt.date | None, today: dt.date) -> tuple[dt.date, dt.date]:

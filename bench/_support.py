@@ -16,8 +16,9 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 
 @contextlib.contextmanager
-def scratch_database(server_url: str):
-    """Create a database of its own on the server, migrated to head; drop it afterwards. Yields its URL."""
+def scratch_database(server_url: str, *, keep: bool = False):
+    """Create a database of its own on the server, migrated to head; drop it afterwards unless `keep`. Yields its
+    URL."""
     from core import migrate
 
     server = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -30,8 +31,9 @@ def scratch_database(server_url: str):
         migrate.upgrade(url)
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

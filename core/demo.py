@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from core.auth import Actor, create_user
 from core.db import db, utcnow
+from core.i18n import business_date
 from core.models import Role, User
 from members import service as members
 from members.models import Member, Union
@@ -327,7 +328,7 @@ def _demo_offers(session, admin: Actor) -> None:
     # Yesterday's sales, a refund, and the settlement of that day: statements and payouts to look at.
     from payments.settlement import service as settlement
 
-    yesterday = settlement.business_date_of(dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=1)
+    yesterday = business_date() - dt.timedelta(days=1)
     start, _end = settlement.day_bounds(yesterday)
     books = session.scalar(select(Merchant).where(Merchant.name == "中卫书香文化")).stores[0]
     dinner = pay(store.public_id, 12_800, start + dt.timedelta(hours=11, minutes=30))

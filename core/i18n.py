@@ -31,6 +31,11 @@ def remember_locale(response):
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
 
 
+def business_date(moment: dt.datetime | None = None) -> dt.date:
+    """The business day (Asia/Shanghai) an aware moment falls on; today's when none is given."""
+    return (moment or dt.datetime.now(dt.timezone.utc)).astimezone(BUSINESS_TZ).date()
+
+
 def local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """Show a stored UTC time in the union's own time zone (Asia/Shanghai)."""
     return value.astimezone(BUSINESS_TZ).strftime(fmt) if value else ""

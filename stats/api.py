@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.api import ApiErrorSchema, Blueprint
 from core.db import db
+from core.i18n import business_date
 from core.web import current_actor
 from stats import schemas as s
 from stats import service
@@ -34,6 +35,6 @@ def trends(args):
     and cards, payments and discounts, the month's usage rate, and the aid paid and spent."""
     union = service.scope_for(db.session, current_actor(), args["union_id"])
     first, last = service.trend_window(s.parse_month(args["from_"]), s.parse_month(args["to"]),
-                                       service.business_today())
+                                       business_date())
     rows = service.trends(db.session, union, first, last)
     return {"union": union, "from_": f"{first:%Y-%m}", "to": f"{last:%Y-%m}", "data": rows}

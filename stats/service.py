@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from benefits.models import FAMILY_OF_MERCHANT_CATEGORY, Offer, OfferCategory, OfferStatus
@@ -32,7 +32,7 @@ from cards.models import LIVE_STATUSES, Card, CardStatus
 from core.auth import Actor
 from core.db import business_day, business_month, dialect_insert, utcnow
 from core.errors import Forbidden, NotFound, ValidationFailed
-from core.i18n import BUSINESS_TZ
+from core.i18n import business_date
 from core.models import Role
 from members.models import HardshipRecord, Member, MemberStatus, Union, UnionKind
 from members.service import scope_root
@@ -61,10 +61,6 @@ TREND_MONTHS = 12
 MAX_TREND_MONTHS = 36
 INSERT_CHUNK = 5000
 CURRENCY = "CNY"
-
-
-def business_today(now: dt.datetime | None = None) -> dt.date:
-    return (now or utcnow()).astimezone(BUSINESS_TZ).date()
 
 
 def month_start(day: dt.date) -> dt.date:
@@ -127,7 +123,7 @@ def _earliest(session: Session, today: dt.date) -> dt.date:
     """The business day of the oldest record the figures count."""
     firsts = [session.scalar(select(func.min(column))) for column in
               (Member.created_at, Card.issued_at, Payment.created_at, Refund.created_at, Entry.created_at)]
-    firsts = [business_today(moment) for moment in firsts if moment is not None]
+    firsts = [business_date(moment) for moment in firsts if moment is not None]
     return min(firsts, default=today)
 
 
@@ -195,7 +191,7 @@ def _now_rows(session: Session, tree: _Tree, now: dt.datetime) -> dict[tuple, di
         own[(union_id,)]["members"] += n
     for union_id, n in session.execute(
             select(Member.union_id, func.count()).join(HardshipRecord, HardshipRecord.member_id == Member.id)
-            .where(Member.status == MemberStatus.ACTIVE, HardshipRecord.valid_until >= business_today(now))
+            .where(Member.status == MemberStatus.ACTIVE, HardshipRecord.valid_until >= business_date(now))
             .group_by(Member.union_id)):
         own[(union_id,)]["hardship_members"] += n
     by_status = {CardStatus.ISSUED: "cards_not_activated", CardStatus.ACTIVE: "cards_active",
@@ -219,7 +215,7 @@ def refresh(session: Session, *, since: dt.date | None = None, full: bool = Fals
     """Recompute the console's figures (see the module's text); the caller commits."""
     clock = time.monotonic()
     now = now or utcnow()
-    today = business_today(now)
+    today = business_date(now)
     state = _lock_state(session)
     if full or state.through is None:
         first = _earliest(session, today)
@@ -407,13 +403,14 @@ def _activity(session: Session, union_ids: Sequence[int], since: dt.date | None 
               by_union: bool = False) -> dict[int | None, Activity]:
     """The days' sums of each union (or of all of them together), from `since` on."""
     sums = [func.coalesce(func.sum(getattr(UnionDay, name)), 0) for name in DAY_FIGURES]
-    query = select(UnionDay.union_id if by_union else None, *sums).where(UnionDay.union_id.in_(list(union_ids)))
+    key = UnionDay.union_id if by_union else literal(None)
+    query = select(key, *sums).where(UnionDay.union_id.in_(list(union_ids)))
     if since is not None:
         query = query.where(UnionDay.day >= since)
     if by_union:
         query = query.group_by(UnionDay.union_id)
-    return {key if by_union else None: Activity(**{name: int(v) for name, v in zip(DAY_FIGURES, values)})
-            for key, *values in session.execute(query)}
+    return {union_id: Activity(**{name: int(v) for name, v in zip(DAY_FIGURES, values)})
+            for union_id, *values in session.execute(query)}
 
 
 def _merchant_scope(union: Union | None) -> list:
@@ -483,12 +480,15 @@ def offer_groups(session: Session, union: Union | None, now: dt.datetime) -> lis
     return list(counts.items())
 
 
-def _programs(session: Session, union: Union | None) -> list[ProgramRow]:
+def _run_in(query, union: Union | None):
+    """Narrow a query over programs (joined to their unions) to those run by unions of the scope."""
+    query = query.join(Union, Union.id == Program.union_id)
+    return query if union is None else query.where(Union.path.startswith(union.path))
+
+
+def programs_of(session: Session, union: Union | None) -> list[ProgramRow]:
     """The aid programs run by unions of the scope, each with its money since the start and its budget now."""
-    query = select(Program, Union.name).join(Union, Union.id == Program.union_id).order_by(Program.id)
-    if union is not None:
-        query = query.where(Union.path.startswith(union.path))
-    programs = session.execute(query).all()
+    programs = session.execute(_run_in(select(Program, Union.name), union).order_by(Program.id)).all()
     if not programs:
         return []
     sums = {program_id: values for program_id, *values in session.execute(
@@ -518,7 +518,7 @@ def children(session: Session, union: Union | None, today: dt.date) -> list[Chil
 def overview(session: Session, union: Union | None, *, now: dt.datetime | None = None) -> Overview:
     """The scope's figures, read from the pre-aggregated tables and the merchants and offers of its region."""
     now = now or utcnow()
-    today = business_today(now)
+    today = business_date(now)
     covering = _covering(session, union)
     counts = _sum_counts(_counts(session, covering).values())
     total = _activity(session, covering).get(None, Activity())
@@ -530,7 +530,7 @@ def overview(session: Session, union: Union | None, *, now: dt.datetime | None =
         union=union, refreshed_at=current.refreshed_at if current else None, counts=counts, total=total,
         last_30_days=recent, merchants=sum(g.merchants for g in by_category), stores=sum(g.stores for g in by_category),
         merchants_by_category=by_category, merchants_by_city=by_city, offers=sum(n for _c, n in offers),
-        offers_by_category=offers, programs=_programs(session, union), children=children(session, union, today))
+        offers_by_category=offers, programs=programs_of(session, union), children=children(session, union, today))
 
 
 # --- trends -------------------------------------------------------------------------------------
@@ -589,9 +589,7 @@ def trends(session: Session, union: Union | None, first: dt.date, last: dt.date)
         row = out[_as_date(month)]
         row["card_users"] += int(users or 0)
         row["live_cards"] += int(live or 0)
-    programs = select(Program.id).join(Union, Union.id == Program.union_id)
-    if union is not None:
-        programs = programs.where(Union.path.startswith(union.path))
+    programs = _run_in(select(Program.id), union)
     for day, funded, disbursed, spent in session.execute(
             select(ProgramDay.day, func.sum(ProgramDay.funded), func.sum(ProgramDay.disbursed),
                    func.sum(ProgramDay.spent))

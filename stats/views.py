@@ -10,10 +10,10 @@ from flask import Blueprint, render_template, request, url_for
 from flask_babel import gettext as _
 
 from benefits.views import FAMILY_LABELS
-from core.db import db
+from core.db import db, utcnow
 from core.errors import ValidationFailed
 from core.exports import table_response
-from core.i18n import N_
+from core.i18n import N_, business_date
 from core.web import current_actor, page_roles
 from stats import jobs, service
 from stats.schemas import parse_month
@@ -57,7 +57,7 @@ def _months(errors: dict) -> tuple[dt.date, dt.date]:
         if value and not MONTH_RE.fullmatch(value):
             errors.setdefault("months", []).append(_("Enter the months as YYYY-MM."))
             raw[name] = ""
-    today = service.business_today()
+    today = business_date()
     try:
         return service.trend_window(parse_month(raw["from"] or None), parse_month(raw["to"] or None), today)
     except ValidationFailed:
@@ -89,8 +89,8 @@ def overview():
     return html, 422 if errors else 200
 
 
-def _child_lines(o):
-    for k in o.children:
+def _child_lines(kids):
+    for k in kids:
         c = k.counts
         yield [k.union.name, k.union.public_id, _(KIND_LABELS[k.union.kind.value]), k.union.region, c.members,
                c.hardship_members, c.cards_issued, c.cards_active, c.cards_frozen, c.cards_used_30d,
@@ -124,7 +124,7 @@ TABLES = {
 @page_roles(*READERS)
 def download(table: str, fmt: str):
     """One table of the overview, for the same subtree (and months)."""
-    union, _top = _scope()
+    union = service.scope_for(db.session, current_actor(), request.args.get("union_id") or None)
     title, headers = TABLES[table]
     if table == "months":
         errors: dict[str, list[str]] = {}
@@ -135,19 +135,19 @@ def download(table: str, fmt: str):
                   m.merchant_share, m.union_subsidised, m.refunded, m.card_users, m.live_cards,
                   m.usage_rate if m.usage_rate is not None else "", m.aid_funded, m.aid_disbursed, m.aid_spent,
                   m.currency] for m in service.trends(db.session, union, first, last)]
+    elif table == "children":
+        lines = list(_child_lines(service.children(db.session, union, business_date())))
+    elif table == "merchant-categories":
+        by_category, _cities = service.merchant_groups(db.session, union)
+        lines = [[_(g.key), g.key, g.merchants, g.stores] for g in by_category]
+    elif table == "merchant-cities":
+        _categories, by_city = service.merchant_groups(db.session, union)
+        lines = [[g.name, g.key, g.merchants, g.stores] for g in by_city]
+    elif table == "offers":
+        lines = [[_(FAMILY_LABELS[k]), k, n] for k, n in service.offer_groups(db.session, union, utcnow())]
     else:
-        o = service.overview(db.session, union)
-        if table == "children":
-            lines = list(_child_lines(o))
-        elif table == "merchant-categories":
-            lines = [[_(g.key), g.key, g.merchants, g.stores] for g in o.merchants_by_category]
-        elif table == "merchant-cities":
-            lines = [[g.name, g.key, g.merchants, g.stores] for g in o.merchants_by_city]
-        elif table == "offers":
-            lines = [[_(FAMILY_LABELS[k]), k, n] for k, n in o.offers_by_category]
-        else:
-            lines = [[p.name, p.program_id, p.union_name, p.funded, p.disbursed, p.spent, p.subsidised, p.expired,
-                      p.returned, p.balance, p.currency] for p in o.programs]
+        lines = [[p.name, p.program_id, p.union_name, p.funded, p.disbursed, p.spent, p.subsidised, p.expired,
+                  p.returned, p.balance, p.currency] for p in service.programs_of(db.session, union)]
     scope = union.public_id if union else "all"
-    return table_response([_(h) for h in headers], lines, filename=f"{table}-{scope}-{service.business_today():%Y%m%d}",
+    return table_response([_(h) for h in headers], lines, filename=f"{table}-{scope}-{business_date():%Y%m%d}",
                           fmt=fmt, sheet=_(title))

@@ -35,7 +35,7 @@ from core.auth import SYSTEM, Actor
 from core.crypto import FieldCipher
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, RuleViolation, ServiceUnavailable, ValidationFailed
-from core.i18n import BUSINESS_TZ
+from core.i18n import business_date
 from core.ids import new_public_id
 from core.models import FINANCE_ROLES, Role, User
 from core.pagination import Page, paginate
@@ -73,8 +73,8 @@ ANSWER_ERRORS = {
 
 
 def business_today() -> dt.date:
-    """Return today's date in the union's time zone (payouts fall due on business days)."""
-    return dt.datetime.now(BUSINESS_TZ).date()
+    """Return today's date in the union's time zone (payouts fall due on business days); tests replace it."""
+    return business_date()
 
 
 def snapshot(payout: Payout) -> dict:

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Protocol
 import stripe
 
 from core.errors import RuleViolation, ServiceUnavailable, ValidationFailed
-from core.i18n import BUSINESS_TZ
+from core.i18n import business_date
 from core.stripe_client import stripe_client, stripe_configured
 
 log = logging.getLogger(__name__)
@@ -203,17 +203,12 @@ def _stripe_time(raw: str) -> dt.datetime | None:
     return parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed.astimezone(dt.timezone.utc)
 
 
-def business_day(moment: dt.datetime) -> dt.date:
-    """Return the business day (Asia/Shanghai) of an aware moment."""
-    return moment.astimezone(BUSINESS_TZ).date()
-
-
 def _stripe_line(line_no: int, txn_id: str, type_: str, source: str, amount: int, fee: int, currency: str,
                  created: dt.datetime, description: str | None) -> tuple:
     """A staged line of a Stripe balance transaction (Stripe's signs turned into the statement's)."""
     type_ = (type_ or "").strip().lower()[:MAX_TYPE]
     hint = _HINT_RE.search(description or "")
-    return (line_no, business_day(created), _clean(source, MAX_REFERENCE), -amount, fee, currency.upper(),
+    return (line_no, business_date(created), _clean(source, MAX_REFERENCE), -amount, fee, currency.upper(),
             _clean(description or "", MAX_DESCRIPTION), _clean(txn_id, MAX_EXTERNAL_ID), type_ or None,
             hint.group(1) if hint else None, STRIPE_WANTS.get(type_))
 

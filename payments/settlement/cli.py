@@ -9,7 +9,8 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from core.auth import SYSTEM
-from core.db import db, utcnow
+from core import i18n
+from core.db import db
 from core.errors import DomainError
 from core.money import format_amount
 from payments.settlement import service
@@ -21,7 +22,7 @@ from payments.settlement import service
               help="The business day to settle (Asia/Shanghai); yesterday by default.")
 def settle_command(business_date: dt.datetime | None) -> None:
     """Settle every merchant for a closed business day; safe to run again."""
-    day = business_date.date() if business_date else service.business_date_of(utcnow()) - dt.timedelta(days=1)
+    day = business_date.date() if business_date else i18n.business_date() - dt.timedelta(days=1)
     with db.session_scope() as session:
         try:
             run = service.settle_day(session, SYSTEM, day, terms=service.Terms.from_config(current_app.config))

@@ -31,6 +31,7 @@ from core import audit
 from core.auth import Actor
 from core.db import utcnow
 from core.errors import NotFound, RuleViolation, ValidationFailed
+from core import i18n
 from core.i18n import BUSINESS_TZ
 from core.ids import new_public_id
 from core.models import FINANCE_ROLES, Role
@@ -85,10 +86,6 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
 
 
-def business_date_of(moment: dt.datetime) -> dt.date:
-    return moment.astimezone(BUSINESS_TZ).date()
-
-
 def fee_of(amount: int, fee_bp: int) -> int:
     """fee_bp basis points of what the payments brought (none on nothing), rounded half-up to the fen."""
     return percent_of(amount, fee_bp) if amount > 0 else 0
@@ -103,7 +100,7 @@ def _check(business_date: dt.date, terms: Terms, now: dt.datetime) -> dt.datetim
     if cutoff > now:
         raise RuleViolation(f"{business_date.isoformat()} has not closed yet: a business day can be settled "
                             "after 00:00 Asia/Shanghai the next day.", code="business_day_open")
-    if business_date < business_date_of(now) - dt.timedelta(days=MAX_AGE_DAYS):
+    if business_date < i18n.business_date(now) - dt.timedelta(days=MAX_AGE_DAYS):
         raise ValidationFailed({"business_date": [f"A business date at most {MAX_AGE_DAYS} days back."]})
     return cutoff
 
@@ -375,7 +372,7 @@ class MerchantFigures:
 def merchant_figures(session: Session, merchant: Merchant, *, now: dt.datetime | None = None,
                      latest: int = 5) -> MerchantFigures:
     """The figures of a merchant's dashboard (business days in Asia/Shanghai)."""
-    today = business_date_of(now or utcnow())
+    today = i18n.business_date(now)
     day_start, _end = day_bounds(today)
     month_start, _end = day_bounds(today.replace(day=1))
     mine = Payment.merchant_id == merchant.id

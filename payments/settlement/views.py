@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from core.db import db, utcnow
 from core.errors import DomainError
 from core.exports import table_response
+from core.i18n import business_date
 from core.models import FINANCE_ROLES, Role
 from core.money import format_amount
 from core.web import current_actor, page_roles
@@ -33,7 +34,7 @@ HEADERS = {
 
 
 def _day(raw: str | None) -> tuple[dt.date, str | None]:
-    yesterday = service.business_date_of(utcnow()) - dt.timedelta(days=1)
+    yesterday = business_date() - dt.timedelta(days=1)
     if not raw:
         return yesterday, None
     try:

@@ -9,9 +9,9 @@ import pytest
 
 from core.auth import Actor, create_user
 from core.db import db
+from core.i18n import business_date
 from core.models import Role
 from payments.checkout import service as checkout
-from payments.settlement import service as settlement
 from tests import factories as f
 from tests.checkout.conftest import PIN, card_with_pin, fund, guard
 from tests.e2e.conftest import PASSWORD, serve, shot
@@ -26,7 +26,7 @@ def settle_server(tmp_path_factory):
     """A live server with a day of sales (two days ago) at a bank-paid restaurant, finance staff and its owner."""
     def setup(app):
         session, cipher = db.session, app.extensions["cipher"]
-        day = settlement.business_date_of(settlement.utcnow()) - dt.timedelta(days=2)
+        day = business_date() - dt.timedelta(days=2)
         tree = f.org_tree(session)
         member = f.member(session, cipher, tree["yc_base"], "马丽")
         member_user = f.user(session, Role.MEMBER, member=member)

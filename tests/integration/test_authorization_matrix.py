@@ -14,6 +14,7 @@ from payments.checkout import service as checkout
 from payments.disbursement import service as disbursement
 from payments.disbursement.models import ProgramKind, PursePolicy
 from core.auth import Actor
+from core.i18n import business_date
 from core.ids import new_public_id
 from payments.topups.models import TopUp
 from core.models import Role
@@ -115,7 +116,7 @@ def settlement_world(session, shop, other_shop):
     from payments.settlement import service as settlement
     from payments.settlement.models import Settlement
 
-    today = settlement.business_date_of(settlement.utcnow())
+    today = business_date()
     settlement.settle_day(session, Actor(None, "matrix", None), today, terms=settlement.Terms(),
                           now=settlement.utcnow() + dt.timedelta(days=1))
     out = {}

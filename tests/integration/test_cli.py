@@ -1,6 +1,7 @@
 import pytest
 from sqlalchemy import func, select
 
+from core.i18n import business_date
 from core.models import AuditEvent, Role, User
 from members.models import Member, Union
 from tests import factories as f
@@ -78,7 +79,7 @@ def test_demo_loads_a_realistic_data_set_once(runner, session):
 
     overview = stats.overview(session, demo_root)
     assert overview.counts.members == members and overview.refreshed_at is not None
-    today = stats.business_today()
+    today = business_date()
     first, last = stats.trend_window(None, None, today)
     months = stats.trends(session, demo_root, first, last)
     assert sum(1 for m in months if m.payments) >= 5

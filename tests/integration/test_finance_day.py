@@ -14,19 +14,19 @@ import pytest
 from sqlalchemy import func, select
 
 from core.auth import Actor
+from core.i18n import business_date
 from core.models import Role
 from payments import accounts, ledger
 from payments.checkout import service as checkout
 from payments.disbursement import service as disbursement
 from payments.disbursement.models import ProgramKind, PursePolicy
 from payments.ledger.models import Transaction
-from payments.settlement import service as settlement
 from tests import factories as f
 from tests.checkout.conftest import PIN, card_with_pin, fund, guard
 from tests.payouts.conftest import make_stripe_merchant, stripe_account
 from tests.settlement.conftest import at
 
-TODAY = settlement.business_date_of(dt.datetime.now(dt.timezone.utc))
+TODAY = business_date()
 DAY = TODAY - dt.timedelta(days=2)  # settled, its payouts due yesterday
 NEXT = TODAY - dt.timedelta(days=1)  # the day after: closed too
 

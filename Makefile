@@ -38,9 +38,10 @@ test: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/flask --app wsgi worker
 
-# Every benchmark; bench/seed_scale.py is the data generator bench/console.py runs, not a benchmark of its own.
+# Every benchmark and one table of their figures against pgbench in the same run (BENCH_QUICK=1: small sizes).
 bench: $(STAMP)
-	@for f in bench/[!_]*.py; do [ "$$f" = bench/seed_scale.py ] || $(BIN)/python $$f || exit 1; done
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/run.py
 
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -o core/translations/messages.pot --ignore-dirs=".venv tests bench migrations instance" .

@@ -1,9 +1,16 @@
-"""What the benchmarks share: a scratch PostgreSQL database, a peak-RSS sampler, and bulk-made members."""
+"""What the benchmarks share: their sizes (full or quick), a scratch PostgreSQL database, pgbench's TPC-B-like
+baseline, a peak-RSS sampler, bulk-made members, and the figures each reports to the table bench/run.py prints."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
 import sys
 import threading
 import uuid
@@ -15,10 +22,23 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 
+# Small sizes, to try a benchmark (or all of them, through bench/run.py --quick) end to end in a few minutes.
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0") or "--quick" in sys.argv[1:]
+# Where report() writes the figures: a file of JSON lines the runner names.
+RESULTS_ENV = "BENCH_RESULTS"
+TARGET = re.compile(r"^\s*(ratio\s*)?(<=|>=|<|>)\s*(\d[\d,]*(?:\.\d+)?)")
+
+
+def knob(name: str, full: float, quick: float, kind=int):
+    """A size or a duration: the environment variable `name` if set, else the quick or the full default."""
+    value = os.environ.get(name)
+    return kind(value) if value not in (None, "") else kind(quick if QUICK else full)
+
+
 @contextlib.contextmanager
-def scratch_database(server_url: str, *, keep: bool = False):
-    """Create a database of its own on the server, migrated to head; drop it afterwards unless `keep`. Yields its
-    URL."""
+def scratch_database(server_url: str, *, keep: bool = False, migrated: bool = True):
+    """Create a database of its own on the server, migrated to head unless not `migrated`; drop it afterwards unless
+    `keep`. Yields its URL."""
     from core import migrate
 
     server = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -28,7 +48,8 @@ def scratch_database(server_url: str, *, keep: bool = False):
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
     try:
-        migrate.upgrade(url)
+        if migrated:
+            migrate.upgrade(url)
         yield url
     finally:
         if not keep:
@@ -95,3 +116,82 @@ def insert_members(session, cipher, union, n: int, *, start: int = 0, chunk: int
                          "join_date": today, "created_at": now, "updated_at": now})
         session.execute(Member.__table__.insert(), rows)
         session.commit()
+
+
+def pgbench_binary() -> str:
+    """The pgbench program: on the PATH or in PostgreSQL's own bin folder."""
+    found = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
+    if not found:
+        sys.exit("pgbench not found: apt-get install postgresql-client")
+    return str(found)
+
+
+def _pgbench_args(url: str) -> tuple[list[str], dict[str, str], str]:
+    u = make_url(url)
+    env = {**os.environ, **({"PGPASSWORD": u.password} if u.password else {})}
+    return ["-h", u.host or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres"], env, u.database
+
+
+def pgbench_init(url: str, scale: int) -> None:
+    """Create and fill pgbench's tables in the database at `scale`."""
+    conn, env, database = _pgbench_args(url)
+    subprocess.run([pgbench_binary(), *conn, "-i", "-q", "-s", str(scale), database], check=True, env=env,
+                   capture_output=True)
+
+
+def pgbench_run(url: str, *, clients: int, threads: int, seconds: int) -> float:
+    """Run pgbench's TPC-B-like transaction on tables pgbench_init made; return its transactions per second."""
+    conn, env, database = _pgbench_args(url)
+    out = subprocess.run([pgbench_binary(), *conn, "-c", str(clients), "-j", str(threads), "-T", str(seconds),
+                          database], check=True, env=env, capture_output=True, text=True).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+def pgbench(url: str, *, scale: int, clients: int, threads: int, seconds: int) -> float:
+    """Initialise pgbench's tables in the database and run TPC-B-like; return its transactions per second."""
+    pgbench_init(url, scale)
+    return pgbench_run(url, clients=clients, threads=threads, seconds=seconds)
+
+
+def meets(target: str, value: float, ratio: float | None = None) -> bool | None:
+    """Whether a target such as ">= 1,000/s", "< 10 ms" or ">= 1,000/s; ratio >= 0.8" is met: each part that starts
+    with a comparison is checked against the value (or, after "ratio", the ratio); None when no part does."""
+    verdicts = []
+    for part in target.split(";"):
+        found = TARGET.match(part)
+        if not found:
+            continue
+        on_ratio, op, bound = found.group(1), found.group(2), float(found.group(3).replace(",", ""))
+        subject = ratio if on_ratio else value
+        if subject is None or not math.isfinite(subject):
+            verdicts.append(False)
+            continue
+        verdicts.append({"<": subject < bound, "<=": subject <= bound, ">": subject > bound,
+                         ">=": subject >= bound}[op])
+    return all(verdicts) if verdicts else None
+
+
+def figure(name: str, value: float, unit: str, target: str = "-", *, met: bool | None = None,
+           baseline: float | None = None, baseline_label: str = "", ratio: float | None = None) -> dict:
+    """One row of the table: the figure, its own baseline if it has one (ratio value / baseline unless given), the
+    target as the benchmark states it, and whether it is met (worked out from the target unless given)."""
+    value = float(value)
+    if baseline is not None:
+        baseline = float(baseline)
+        if ratio is None:
+            ratio = value / baseline if baseline else math.inf
+    if met is None:
+        met = meets(target, value, ratio)
+    return {"figure": name, "value": value, "unit": unit, "target": target, "met": met, "baseline": baseline,
+            "baseline_label": baseline_label, "ratio": None if ratio is None else float(ratio)}
+
+
+def report(name: str, value: float, unit: str, target: str = "-", **kwargs) -> dict:
+    """Record a figure for bench/run.py's table: a JSON line appended to the file BENCH_RESULTS names (nothing is
+    written when it is not set, as when a benchmark runs on its own). Returns the row."""
+    row = figure(name, value, unit, target, **kwargs)
+    path = os.environ.get(RESULTS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return row

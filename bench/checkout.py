@@ -16,11 +16,12 @@ transactions from a client that costs nothing. Targets: 1,000 payments/s, the ho
 Also printed: the CPU each payment cost the app workers, PostgreSQL and wrk, and the share of the machine
 other processes took meanwhile (on a shared machine the figures are only comparable when that is near 0).
 
-Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/checkout.py
-Knobs: BENCH_MEMBERS (20000), BENCH_MERCHANTS (200), BENCH_CLIENTS (32), BENCH_SECONDS (20),
-BENCH_WARMUP (5), BENCH_WORKERS (5), BENCH_WORKER_CLASS (sync or gthread), BENCH_WORKER_THREADS (1),
-BENCH_PGBENCH_SCALE (32), BENCH_PROFILE (a folder: py-spy, or BENCH_PYSPY, records the workers during each
-timed run, which slows them; figures from such a run are not the benchmark's). Needs wrk and pgbench.
+Run: DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/checkout.py [--quick]
+Knobs (--quick or BENCH_QUICK=1 for the small sizes after the slash): BENCH_MEMBERS (20000 / 2000),
+BENCH_MERCHANTS (200 / 20), BENCH_CLIENTS (32), BENCH_SECONDS (20 / 5), BENCH_WARMUP (5 / 2), BENCH_WORKERS (5),
+BENCH_WORKER_CLASS (sync or gthread), BENCH_WORKER_THREADS (1), BENCH_PGBENCH_SCALE (32 / 8), BENCH_PROFILE (a
+folder: py-spy, or BENCH_PYSPY, records the workers during each timed run, which slows them; figures from such a
+run are not the benchmark's). Needs wrk and pgbench.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import datetime as dt
 import math
 import os
 import random
-import re
 import resource
 import shutil
 import signal
@@ -44,22 +44,22 @@ import uuid
 from pathlib import Path
 from typing import NamedTuple
 
-from _support import insert_members, scratch_database
+from _support import insert_members, knob, pgbench_init, pgbench_run, report, scratch_database
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-MEMBERS = int(os.environ.get("BENCH_MEMBERS", 20_000))
-MERCHANTS = int(os.environ.get("BENCH_MERCHANTS", 200))
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", 32))
-SECONDS = int(os.environ.get("BENCH_SECONDS", 20))
-WARMUP = int(os.environ.get("BENCH_WARMUP", 5))
-WORKERS = int(os.environ.get("BENCH_WORKERS", 5))
+MEMBERS = knob("BENCH_MEMBERS", 20_000, 2_000)
+MERCHANTS = knob("BENCH_MERCHANTS", 200, 20)
+CLIENTS = knob("BENCH_CLIENTS", 32, 32)
+SECONDS = knob("BENCH_SECONDS", 20, 5)
+WARMUP = knob("BENCH_WARMUP", 5, 2)
+WORKERS = knob("BENCH_WORKERS", 5, 5)
 WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "sync")
-WORKER_THREADS = int(os.environ.get("BENCH_WORKER_THREADS", 1))
-PGBENCH_SCALE = int(os.environ.get("BENCH_PGBENCH_SCALE", 32))
+WORKER_THREADS = knob("BENCH_WORKER_THREADS", 1, 1)
+PGBENCH_SCALE = knob("BENCH_PGBENCH_SCALE", 32, 8)
 PROFILE = os.environ.get("BENCH_PROFILE")
 WRK_THREADS = 2
 SECRET_KEY = "bench-secret-key"
@@ -414,19 +414,11 @@ def settled_keys(session, prefix: str) -> set[str]:
 
 def pgbench(url: str) -> tuple[float, dict[str, float]]:
     """Initialise pgbench's tables in the database, run TPC-B-like with CLIENTS clients; return tps and CPU used."""
-    binary = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
-    if not binary:
-        sys.exit("pgbench not found: apt-get install postgresql-client")
-    u = make_url(url)
-    env = {**os.environ, **({"PGPASSWORD": u.password} if u.password else {})}
-    conn = ["-h", u.host or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres"]
-    subprocess.run([str(binary), *conn, "-i", "-q", "-s", str(PGBENCH_SCALE), u.database],
-                   check=True, env=env, capture_output=True)
-    meter = CpuMeter(u.database)
+    pgbench_init(url, PGBENCH_SCALE)
+    meter = CpuMeter(make_url(url).database)
     meter.start()
-    out = subprocess.run([str(binary), *conn, "-c", str(CLIENTS), "-j", str(WRK_THREADS), "-T", str(SECONDS),
-                          u.database], check=True, env=env, capture_output=True, text=True).stdout
-    return float(re.search(r"tps = ([\d.]+)", out).group(1)), meter.stop()
+    tps = pgbench_run(url, clients=CLIENTS, threads=WRK_THREADS, seconds=SECONDS)
+    return tps, meter.stop()
 
 
 def main() -> int:
@@ -541,12 +533,12 @@ def main() -> int:
                     charged = session.scalar(text("SELECT coalesce(sum(charged), 0) FROM payments"))
                     checks.append((f"{name}: merchant payables = what cards were charged", payables == charged,
                                    f"¥{payables / 100:,.2f} vs ¥{charged / 100:,.2f}"))
-                    report = ledger.verify(session)
+                    verified = ledger.verify(session)
                     session.rollback()
-                    checks.append((f"{name}: ledger.verify()", report.ok,
-                                   f"{report.checked['transactions']:,} transactions, "
-                                   f"{report.checked['entries']:,} entries" + ("" if report.ok else
-                                                                                f": {report.problems[:3]}")))
+                    checks.append((f"{name}: ledger.verify()", verified.ok,
+                                   f"{verified.checked['transactions']:,} transactions, "
+                                   f"{verified.checked['entries']:,} entries" + ("" if verified.ok else
+                                                                                  f": {verified.problems[:3]}")))
             finally:
                 server.stop()
             logged = server.errors()
@@ -593,6 +585,17 @@ def main() -> int:
     for label, ok, detail in checks:
         failed += not ok
         print(f"  {'ok  ' if ok else 'FAIL'} {label}: {detail}")
+    report(f"card payments over HTTP, spread over {MERCHANTS} merchants ({CLIENTS} tills)", spread.rate,
+           "payments/s", ">= 1,000/s")
+    report("card payments over HTTP, all at one hot merchant", hot.rate, "payments/s", ">= 1,000/s; ratio >= 0.8",
+           baseline=spread.rate, baseline_label="spread")
+    for name, out in (("spread", spread), ("hot", hot)):
+        report(f"payment latency p50, {name}", out.p50_ms, "ms")
+        report(f"payment latency p99, {name}", out.p99_ms, "ms")
+    report(f"pgbench TPC-B-like on this database (-s {PGBENCH_SCALE} -c {CLIENTS} -j {WRK_THREADS} -T {SECONDS})",
+           tps, "tps")
+    report(f"checks: payments rows, payables, ledger.verify(), no 5xx ({len(checks) - failed} of {len(checks)} ok)",
+           len(checks) - failed, "", "all pass", met=not failed)
     return 1 if failed else 0
 
 

@@ -7,7 +7,8 @@ each a ledger transaction. Target: the whole batch (check + run) in at most 60 s
 
 Baseline, measured in the same run on the same database: INSERT ... SELECT of as many rows of the
 ledger entries' shape into a plain table with no index - the floor cost of writing one row per line.
-Run: DATABASE_URL=postgresql://... .venv/bin/python bench/disbursement.py  (BENCH_LINES to change the size)
+Run: DATABASE_URL=postgresql://... .venv/bin/python bench/disbursement.py [--quick]  (BENCH_LINES to change the
+size; --quick or BENCH_QUICK=1: 20,000 lines)
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import os
 import tempfile
 import time
 
-from _support import PeakRss, id_number, insert_members, scratch_database, rss_mib
+from _support import PeakRss, id_number, insert_members, knob, report, rss_mib, scratch_database
 from sqlalchemy import text
 
 SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-LINES = int(os.environ.get("BENCH_LINES", 500_000))
+LINES = knob("BENCH_LINES", 500_000, 20_000)
 AMOUNT = 50_000  # ¥500 each
 
 
@@ -90,9 +91,9 @@ def main() -> None:
             sample = cards.live_card_of(session, session.scalar(text("SELECT id FROM members ORDER BY id DESC LIMIT 1")))
             assert ledger.balance(session, cards.general_account(sample.public_id)).posted == AMOUNT
             verify_started = time.perf_counter()
-            report = ledger.verify(session)
+            verified = ledger.verify(session)
             verify_s = time.perf_counter() - verify_started
-            assert report.ok, report.problems[:3]
+            assert verified.ok, verified.problems[:3]
         db.engine.dispose()
 
     check_s, approve_s, run_s = checked - started, approved - checked, finished - approved
@@ -113,6 +114,13 @@ def main() -> None:
     print(f"{'setup: members inserted /s':<44}{LINES / members_s:>12,.0f}")
     print(f"{'setup: cards issued in bulk /s':<44}{LINES / cards_s:>12,.0f}")
     print("(baseline: INSERT ... SELECT of as many entry-shaped rows into a plain table, same database, same run)")
+    report(f"disbursement run: lines paid ({LINES:,} lines)", LINES / run_s, "lines/s", baseline=baseline,
+           baseline_label="INSERT ... SELECT")
+    report("disbursement whole batch (check + approve + run)", LINES / whole, "lines/s", baseline=baseline,
+           baseline_label="INSERT ... SELECT")
+    report(f"disbursement whole batch of {LINES:,} lines", whole, "s", "<= 60")
+    report("disbursement peak RSS during the batch", memory.peak * 1.048576, "MB", "< 300")
+    report("ledger verify after the batch", verify_s, "s")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ Baseline, measured in the same run on the same database: pgbench's TPC-B-like tr
 from a client that costs almost nothing. Also: reads on an account with a million entries, and
 verify() over the whole scratch database.
 
-Run: DATABASE_URL=postgresql://... .venv/bin/python bench/ledger.py
-Knobs: BENCH_SECONDS (per run, 8), BENCH_THREADS (4), BENCH_BATCH (transfers per commit, 50),
-BENCH_CARDS (2000), BENCH_ENTRIES (entries on the big account, 1000000; 0 skips that part).
+Run: DATABASE_URL=postgresql://... .venv/bin/python bench/ledger.py [--quick]
+Knobs (--quick or BENCH_QUICK=1 for the small sizes after the slash): BENCH_SECONDS (per run, 8 / 2),
+BENCH_THREADS (4), BENCH_BATCH (transfers per commit, 50), BENCH_CARDS (2000 / 200), BENCH_ENTRIES (entries on the
+big account, 1000000 / 50000; 0 skips that part).
 """
 
 from __future__ import annotations
@@ -15,28 +16,23 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import re
-import shutil
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+from _support import knob, pgbench, report
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-SECONDS = float(os.environ.get("BENCH_SECONDS", 8))
-THREADS = int(os.environ.get("BENCH_THREADS", 4))
-BATCH = int(os.environ.get("BENCH_BATCH", 50))
-CARDS = int(os.environ.get("BENCH_CARDS", 2000))
-ENTRIES = int(os.environ.get("BENCH_ENTRIES", 1_000_000))
-PGBENCH_SECONDS = 10
+SECONDS = knob("BENCH_SECONDS", 8, 2, float)
+THREADS = knob("BENCH_THREADS", 4, 4)
+BATCH = knob("BENCH_BATCH", 50, 50)
+CARDS = knob("BENCH_CARDS", 2000, 200)
+ENTRIES = knob("BENCH_ENTRIES", 1_000_000, 50_000)
+PGBENCH_SECONDS = knob("BENCH_PGBENCH_SECONDS", 10, 3)
 PGBENCH_CLIENTS = 2
 PGBENCH_SCALE = 10
 SLICES = 16
@@ -159,25 +155,6 @@ def run(engine, chart: Chart, kind: str, batch: int, seconds: float) -> float:
     return sum(counts) / elapsed
 
 
-def pgbench(url) -> float:
-    """Initialise pgbench's tables in the scratch database, run TPC-B-like; return its tps."""
-    binary = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
-    if not binary:
-        sys.exit("pgbench not found: apt-get install postgresql-contrib")
-    env = dict(os.environ)
-    if url.password:
-        env["PGPASSWORD"] = url.password
-    conn = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
-    subprocess.run([str(binary), *conn, "-i", "-q", "-s", str(PGBENCH_SCALE), url.database],
-                   check=True, env=env, capture_output=True)
-    out = subprocess.run(
-        [str(binary), *conn, "-c", str(PGBENCH_CLIENTS), "-j", str(PGBENCH_CLIENTS), "-T", str(PGBENCH_SECONDS),
-         url.database],
-        check=True, env=env, capture_output=True, text=True,
-    ).stdout
-    return float(re.search(r"tps = ([\d.]+)", out).group(1))
-
-
 def load_big_account(engine, entries: int) -> tuple[str, dt.datetime, dt.datetime]:
     """Bulk-load `entries` posted entries on one account, spread over a year, as a fixture."""
     # The loader writes the rows itself (far faster than posting a million transactions) with
@@ -286,7 +263,8 @@ def main() -> int:
             print(f"  {kind}, {batch} per commit: {figures[(kind, batch)]:,.0f} transfers/s", flush=True)
 
         print("running pgbench ...", flush=True)
-        tps = pgbench(url)
+        tps = pgbench(rendered, scale=PGBENCH_SCALE, clients=PGBENCH_CLIENTS, threads=PGBENCH_CLIENTS,
+                      seconds=PGBENCH_SECONDS)
 
         reads = {}
         if ENTRIES:
@@ -300,9 +278,9 @@ def main() -> int:
             ledger.fold_deltas(s)
             s.commit()
             began = time.perf_counter()
-            report = ledger.verify(s)
+            verified = ledger.verify(s)
             verify_s = time.perf_counter() - began
-            entries = report.checked["entries"]
+            entries = verified.checked["entries"]
         engine.dispose()
     finally:
         drop()
@@ -333,7 +311,7 @@ def main() -> int:
             ("ms, statement page of 50, newest first", reads["statement"], "", None, "< 50 ms"),
             ("ms, statement page of 50, deep in the history", reads["statement_deep"], "", None, "< 50 ms"),
         ]
-    rows.append((f"s, verify() over {entries:,} entries: {'ok' if report.ok else 'PROBLEMS'}", verify_s, "",
+    rows.append((f"s, verify() over {entries:,} entries: {'ok' if verified.ok else 'PROBLEMS'}", verify_s, "",
                  None, "ok"))
 
     print()
@@ -341,8 +319,32 @@ def main() -> int:
     for figure, value, baseline, ratio, target in rows:
         shown = f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
         print(f"{figure:<68} {shown:>10}  {baseline:<24} {'' if ratio is None else f'{ratio:.2f}':>6}  {target}")
-    if not report.ok:
-        print(report.problems[:10])
+
+    for kind, batch, label in (("distinct", BATCH, f"distinct accounts, {BATCH} per commit"),
+                               ("hot payable", BATCH, f"into one append-only payable, {BATCH} per commit"),
+                               ("hot budget", BATCH, f"from one {SLICES}-slice budget, {BATCH} per commit"),
+                               ("distinct", 1, "distinct accounts, 1 per commit"),
+                               ("hot payable", 1, "into one append-only payable, 1 per commit"),
+                               ("hot budget", 1, f"from one {SLICES}-slice budget, 1 per commit"),
+                               ("unsliced budget", 1, "from one unsliced budget, 1 per commit (contrast)")):
+        if kind == "distinct":
+            target, own = (">= 2,000/s" if batch == BATCH else "-"), {}
+        else:
+            target = "-" if kind == "unsliced budget" else "ratio >= 0.8"
+            own = {"baseline": figures[("distinct", batch)], "baseline_label": f"distinct, {batch} per commit"}
+        report(f"ledger transfers, {label} ({THREADS} threads)", figures[(kind, batch)], "transfers/s", target,
+               **own)
+    report(f"pgbench TPC-B-like on this database (-s {PGBENCH_SCALE} -c {PGBENCH_CLIENTS} -T {PGBENCH_SECONDS})",
+           tps, "tps")
+    for key, label, target in (("balance", "balance now", "< 10 ms"),
+                               ("balance_as_of", "balance as of a random moment", "< 50 ms"),
+                               ("statement", "statement page of 50, newest first", "< 50 ms"),
+                               ("statement_deep", "statement page of 50, deep in the history", "< 50 ms")):
+        if key in reads:
+            report(f"ledger {label} ({ENTRIES:,}-entry account)", reads[key], "ms", target)
+    report(f"ledger verify() over {entries:,} entries", verify_s, "s", "ok", met=verified.ok)
+    if not verified.ok:
+        print(verified.problems[:10])
         return 1
     return 0
 

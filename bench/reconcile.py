@@ -13,7 +13,8 @@ statement was built to give. Target: import + match in at most 30 s.
 
 Baseline, measured in the same run on the same database: COPY of the same file into a plain table of text
 columns with no index - the floor cost of getting a million lines into PostgreSQL at all.
-Run: DATABASE_URL=postgresql://... .venv/bin/python bench/reconcile.py  (BENCH_LINES to change the size)
+Run: DATABASE_URL=postgresql://... .venv/bin/python bench/reconcile.py [--quick]  (BENCH_LINES to change the size;
+--quick or BENCH_QUICK=1: 20,000 lines)
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import shutil
 import tempfile
 import time
 
-from _support import PeakRss, rss_mib, scratch_database
+from _support import PeakRss, knob, report, rss_mib, scratch_database
 from sqlalchemy import text
 
 SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-LINES = int(os.environ.get("BENCH_LINES", 1_000_000))
+LINES = knob("BENCH_LINES", 1_000_000, 20_000)
 PAYOUTS = LINES
 FUNDINGS = max(LINES // 50, 10)
 MERCHANTS = 1_000
@@ -258,6 +259,11 @@ def main() -> None:
     print(f"{'setup: payouts, fundings, files seeded in SQL, s':<46}{seed_s:>12.1f}")
     print(f"{'setup: statement written, s':<46}{write_s:>12.1f}")
     print("(baseline: COPY of the same file into a plain table of text columns, same database, same run)")
+    report(f"bank statement of {LINES:,} lines: import + match", import_s, "s", "<= 30", baseline=baseline_s,
+           baseline_label="COPY")
+    report("bank statement import + match", LINES / import_s, "lines/s", baseline=LINES / baseline_s,
+           baseline_label="COPY")
+    report("bank statement import: peak RSS (sampled)", memory.peak * 1.048576, "MB")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ indexes, unique constraints and foreign keys dropped, which are then made again 
 (read from the catalog first, compared after) and the tables vacuumed and analysed.
 
 Run: .venv/bin/python bench/seed_scale.py [--members N --merchants N --payments N --months N --seed N]
-     [--database-url URL | --keep]
+     [--database-url URL | --keep] [--quick (20,000 members, 200 merchants, 200,000 payments)]
 Without --database-url it seeds a scratch database on the server in DATABASE_URL (default
 postgresql://postgres@127.0.0.1:5432/postgres) and drops it afterwards; --keep keeps it and prints its URL.
 """
@@ -40,7 +40,7 @@ import random
 import tempfile
 import time
 
-from _support import id_number, scratch_database
+from _support import id_number, knob, scratch_database
 from sqlalchemy import text
 
 SERVER = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -751,15 +751,15 @@ def seed(url: str, *, members: int = 500_000, merchants: int = 5_000, payments: 
 
 
 def main() -> None:
-    env = os.environ.get
     parser = argparse.ArgumentParser(description="Seed a province-scale data set for the union console.")
-    parser.add_argument("--members", type=int, default=int(env("BENCH_MEMBERS", 500_000)))
-    parser.add_argument("--merchants", type=int, default=int(env("BENCH_MERCHANTS", 5_000)))
-    parser.add_argument("--payments", type=int, default=int(env("BENCH_PAYMENTS", 10_000_000)))
-    parser.add_argument("--months", type=int, default=int(env("BENCH_MONTHS", 12)))
+    parser.add_argument("--members", type=int, default=knob("BENCH_MEMBERS", 500_000, 20_000))
+    parser.add_argument("--merchants", type=int, default=knob("BENCH_MERCHANTS", 5_000, 200))
+    parser.add_argument("--payments", type=int, default=knob("BENCH_PAYMENTS", 10_000_000, 200_000))
+    parser.add_argument("--months", type=int, default=knob("BENCH_MONTHS", 12, 12))
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--database-url", help="a database migrated to head to fill (default: a scratch database)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database and print its URL")
+    parser.add_argument("--quick", action="store_true", help="small default sizes (BENCH_QUICK=1 does the same)")
     args = parser.parse_args()
     sizes = {"members": args.members, "merchants": args.merchants, "payments": args.payments, "months": args.months,
              "seed": args.seed}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -22,7 +21,8 @@ from core.db import db
 from core.errors import register_error_handlers
 from core.i18n import babel, remember_locale, select_locale
 from core.jobs import jobs
-from core.logs import install_pii_filter
+from core import metrics
+from core.logs import configure_logging
 from core.money import format_amount
 from core.i18n import local_time
 from core.redis import make_store
@@ -36,8 +36,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides what the environment says."""
     app = Flask(__name__, instance_path=str(ROOT / "instance"))
     app.config.update(load_config(app.instance_path, config))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    install_pii_filter()
+    configure_logging(app.config["LOG_FORMAT"])
     configure_password_hashing(app.config["PASSWORD_HASH_TIME_COST"], app.config["PASSWORD_HASH_MEMORY_KIB"])
     Path(app.config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
     if app.config.get("TRUSTED_PROXIES"):
@@ -55,8 +54,10 @@ def create_app(config: dict | None = None) -> Flask:
     web.login_manager.init_app(app)
     csrf.init_app(app)
 
+    app.before_request(metrics.start_request)
     app.before_request(web.before_request)
     app.after_request(web.after_request)
+    app.after_request(metrics.finish_request)
     app.after_request(remember_locale)
 
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
@@ -64,6 +65,7 @@ def create_app(config: dict | None = None) -> Flask:
     _register_domains(app, api)
     api.document_idempotency()
     app.add_url_rule("/healthz", "healthz", health)
+    app.add_url_rule("/metrics", "metrics", metrics.metrics)
     csrf.exempt("core.api.health")
     register_error_handlers(app)
     core_cli.register(app)
@@ -107,6 +109,7 @@ def _register_domains(app: Flask, api: Api) -> None:
     from payments.reports import views as reports_pages
     from stats import api as stats_api
     from stats import cli as stats_cli
+    from stats import service as stats_service
     from stats import views as stats_pages
 
     for blueprint in (core_api, members_api.blp, cards_api.blp, merchants_api.blp, benefits_api.blp,
@@ -132,6 +135,8 @@ def _register_domains(app: Flask, api: Api) -> None:
     settlement_cli.register(app)
     payouts_cli.register(app)
     stats_cli.register(app)
+    metrics.add_gauge(app, "unioncard_console_figures_age_seconds",
+                      "Seconds since the union console's figures were refreshed.", stats_service.figures_age_seconds)
     disbursement_api.document(api)
     from core import demo
 

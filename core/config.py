@@ -87,6 +87,11 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         # The union console refreshes its figures in the background when a view finds them older than this
         # (seconds); 0 leaves it to `flask stats refresh` on a schedule.
         "STATS_REFRESH_AFTER": int(env.get("STATS_REFRESH_AFTER", 300)),
+        # Monitoring: "json" writes one JSON object per log line (with the request id); /metrics answers only a
+        # scraper sending "Authorization: Bearer <METRICS_TOKEN>" (unset: no /metrics).
+        "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
+        "LOG_REQUESTS": env.get("LOG_REQUESTS", "1") == "1",
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
         "JOBS_MODE": env.get("JOBS_MODE", ""),  # "rq", "thread" or "sync"; empty picks by REDIS_URL
         "BABEL_DEFAULT_LOCALE": "zh",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",

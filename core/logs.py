@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 import unicodedata
+
+from flask import g, has_request_context
 
 from core.crypto import mask_id_number, mask_phone
 
@@ -102,3 +106,46 @@ def install_pii_filter() -> None:
 
     factory.masks_pii = True
     logging.setLogRecordFactory(factory)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# What a request's log line carries besides its message (see core.metrics.finish_request).
+REQUEST_FIELDS = ("method", "path", "route", "status", "duration_ms", "user")
+
+
+class RequestIdFilter(logging.Filter):
+    """Give every record the id of the request it was written in ("-" outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = (g.get("request_id") if has_request_context() else None) or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC), level, logger, message, request id, a request's fields, traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+               "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+               "request_id": getattr(record, "request_id", "-")}
+        doc.update({name: getattr(record, name) for name in REQUEST_FIELDS if hasattr(record, name)})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            doc["exception"] = record.exc_text
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def configure_logging(fmt: str = "text") -> None:
+    """Log to stderr at INFO, as text or JSON lines, each with its request id, personal numbers masked."""
+    logging.basicConfig(level=logging.INFO, format=TEXT_FORMAT)
+    logging.getLogger("unioncard").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            handler.addFilter(RequestIdFilter())
+        # Only the plain stderr handler this function made is ours to reformat; a test runner's are its own.
+        if type(handler) is logging.StreamHandler:
+            inner = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+            handler.setFormatter(inner)
+    install_pii_filter()

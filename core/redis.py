@@ -24,6 +24,8 @@ class KeyValueStore(Protocol):
     def take(self, key: str, *, mark: tuple[str, str, int] | None = None) -> str | None: ...
     def ttl(self, key: str) -> int: ...
     def ping(self) -> bool: ...
+    def add_to_hash(self, key: str, counts: dict[str, int], amounts: dict[str, float]) -> None: ...
+    def read_hash(self, key: str) -> dict[str, str]: ...
 
 
 # Decrement a live counter, never below zero, and never bring back one that expired.
@@ -102,6 +104,21 @@ class RedisStore:
         """Return the seconds a key has left (0 when absent)."""
         return max(0, int(self._call(self.client.ttl, self._k(key))))
 
+    def add_to_hash(self, key: str, counts: dict[str, int], amounts: dict[str, float]) -> None:
+        """Add whole and fractional amounts to a hash's fields, in one round trip."""
+        def run():
+            pipe = self.client.pipeline(transaction=False)
+            for name, value in counts.items():
+                pipe.hincrby(self._k(key), name, value)
+            for name, value in amounts.items():
+                pipe.hincrbyfloat(self._k(key), name, value)
+            pipe.execute()
+        self._call(run)
+
+    def read_hash(self, key: str) -> dict[str, str]:
+        """Return a hash's fields and values."""
+        return self._call(self.client.hgetall, self._k(key))
+
     def ping(self) -> bool:
         """Tell whether Redis answers."""
         try:
@@ -118,6 +135,7 @@ class MemoryStore:
     def __init__(self, prefix: str = "", clock=time.monotonic):
         self.prefix = prefix
         self._data: dict[str, tuple[str, float]] = {}
+        self._hashes: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -185,6 +203,18 @@ class MemoryStore:
         with self._lock:
             item = self._live(key)
             return max(0, int(item[1] - self._clock() + 0.999)) if item else 0
+
+    def add_to_hash(self, key: str, counts: dict[str, int], amounts: dict[str, float]) -> None:
+        """Add whole and fractional amounts to a hash's fields (kept as long as the process)."""
+        with self._lock:
+            fields = self._hashes.setdefault(self.prefix + key, {})
+            for name, value in [*counts.items(), *amounts.items()]:
+                fields[name] = fields.get(name, 0) + value
+
+    def read_hash(self, key: str) -> dict[str, str]:
+        """Return a hash's fields and values."""
+        with self._lock:
+            return {name: str(value) for name, value in self._hashes.get(self.prefix + key, {}).items()}
 
     def ping(self) -> bool:
         """Always answers: it lives in this process."""

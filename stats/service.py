@@ -258,6 +258,14 @@ def state(session: Session) -> StatsState | None:
     return session.get(StatsState, STATE)
 
 
+def figures_age_seconds(session: Session) -> float | None:
+    """Seconds since the figures were last refreshed (None before the first refresh)."""
+    current = state(session)
+    if current is None or current.refreshed_at is None:
+        return None
+    return max(0.0, (utcnow() - current.refreshed_at).total_seconds())
+
+
 # --- scope --------------------------------------------------------------------------------------
 
 def scope_for(session: Session, actor: Actor, union_public_id: str | None) -> Union | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from core.redis import StoreUnavailable
@@ -30,6 +31,13 @@ HTTP_WORDS = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+# SQLSTATE classes of a database that cannot finish the request now but may on a retry: connection
+# exceptions, transaction rollbacks (serialization failures, deadlocks), insufficient resources, operator
+# intervention (shutdown, a cancelled statement); and a lock not granted in time.
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+TRANSIENT_SQLSTATES = ("55P03",)
 
 
 class DomainError(Exception):
@@ -79,7 +87,7 @@ class ValidationFailed(DomainError):
     status, code, message = 422, "validation_error", "Some fields are invalid."
 
     def __init__(self, errors: dict[str, list[str]], message: str | None = None, *, code: str | None = None):
-        super().__init__(message, code=code, errors=errors)
+        super().__init__(message, code=code, errors=field_errors(errors))
 
 
 class TooManyAttempts(DomainError):
@@ -96,6 +104,9 @@ class PayloadTooLarge(DomainError):
 
 class ServiceUnavailable(DomainError):
     status, code, message = 503, "service_unavailable", "A service this needs is unavailable."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, retry_after: int = 5):
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
 
 
 def wants_json() -> bool:
@@ -125,6 +136,13 @@ def _flatten_webargs(messages) -> dict[str, list[str]]:
     return out
 
 
+def field_errors(messages) -> dict[str, list[str]]:
+    """Turn marshmallow's messages into {field: [text]}; a nested field's texts read "key: text"."""
+    if not isinstance(messages, dict):
+        return {"_schema": _texts(messages)}
+    return {str(field): _texts(texts) for field, texts in messages.items()}
+
+
 def _texts(value) -> list[str]:
     if isinstance(value, list):
         return [t if isinstance(t, str) else json.dumps(t, ensure_ascii=False) for t in value]
@@ -146,6 +164,18 @@ def http_exception_body(exc: HTTPException) -> tuple[dict, int]:
     word = HTTP_WORDS.get(status, "error")
     message = data.get("message") or exc.description or word
     return error_body(status, word, message), status
+
+
+def database_unavailable(exc: OperationalError) -> bool:
+    """Tell whether a database error means "unavailable for now" (a retry may succeed), not a bug."""
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if hasattr(orig, "sqlite_errorname"):
+        return orig.sqlite_errorname.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    state = getattr(orig, "sqlstate", None)
+    # No SQLSTATE: the server never answered (refused, reset, closed).
+    return state is None or state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -177,6 +207,23 @@ def register_error_handlers(app: Flask) -> None:
         # Redis (key-value store or job queue) is down or slow: the request may succeed when retried.
         log.warning("Redis unavailable on %s %s: %s", request.method, request.path, exc)
         body = error_body(503, "service_unavailable", "A service this needs is unavailable; try again shortly.")
+        return _respond(body, 503, {"Retry-After": "5"})
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def _database_unavailable(exc: Exception):
+        if isinstance(exc, OperationalError) and not database_unavailable(exc):
+            return _unexpected(exc)
+        # The connection dropped, the server is restarting or busy, or the pool has no connection to spare:
+        # the client may try again. (A request cut off at its COMMIT may have been kept after all; a payment
+        # or refund retried with the same Idempotency-Key then answers what it wrote.)
+        log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                    getattr(exc, "orig", None) or exc)
+        if not wants_json():
+            # Who is signed in cannot be looked up now: the error page is drawn as for a visitor.
+            current_app.login_manager._update_request_context_with_user()
+        body = error_body(503, "service_unavailable", "The database is unavailable for a moment; try again "
+                          "shortly (a POST with the same Idempotency-Key).")
         return _respond(body, 503, {"Retry-After": "5"})
 
     @app.errorhandler(Exception)

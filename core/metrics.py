@@ -15,6 +15,7 @@ import time
 from collections import Counter
 
 from flask import Response, current_app, g, request
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 
 from core.db import db
@@ -22,6 +23,9 @@ from core.errors import NotFound
 from core.redis import StoreUnavailable
 
 FLUSH_SECONDS = 1.0
+# After Redis failed to take the counts, wait this long before trying again: a Redis that stops answering must not
+# cost a request its timeout every second.
+RETRY_SECONDS = 30.0
 # Upper bounds of the latency histogram, in seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HASH = "metrics:http"
@@ -36,7 +40,7 @@ class RequestMetrics:
         self._lock = threading.Lock()
         self._counts: Counter = Counter()
         self._seconds: Counter = Counter()
-        self._flushed = clock()
+        self._next_flush = clock() + FLUSH_SECONDS
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one request and the time it took."""
@@ -49,11 +53,11 @@ class RequestMetrics:
     def flush(self, store, *, force: bool = False) -> None:
         """Add what was counted since the last flush to the shared hash (kept for the next try if that fails)."""
         now = self._clock()
-        if not force and now - self._flushed < FLUSH_SECONDS:
+        if not force and now < self._next_flush:
             return
         with self._lock:
             counts, seconds = self._counts, self._seconds
-            self._counts, self._seconds, self._flushed = Counter(), Counter(), now
+            self._counts, self._seconds, self._next_flush = Counter(), Counter(), now + FLUSH_SECONDS
         if not counts and not seconds:
             return
         try:
@@ -62,6 +66,7 @@ class RequestMetrics:
             with self._lock:
                 self._counts.update(counts)
                 self._seconds.update(seconds)
+                self._next_flush = now + RETRY_SECONDS
 
 
 recorder = RequestMetrics()
@@ -82,16 +87,29 @@ def finish_request(response):
     seconds = time.perf_counter() - started
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     recorder.observe(route, request.method, response.status_code, seconds)
-    recorder.flush(current_app.extensions["kv"])
+    # After the answer has gone out, so the caller never waits for the counts to reach Redis.
+    store = current_app.extensions["kv"]
+    response.call_on_close(lambda: recorder.flush(store))
     if current_app.config["LOG_REQUESTS"]:
-        # The actor first: a plain record, readable even when the request's transaction failed (the ORM user
-        # is expired then, and reading it would need the database).
-        user_id = getattr(g.get("actor"), "user_id", None) or getattr(g.get("user"), "id", None)
         request_log.info("%s %s %s %.1fms", request.method, request.path, response.status_code, seconds * 1000,
                          extra={"method": request.method, "path": request.path, "route": route,
                                 "status": response.status_code, "duration_ms": round(seconds * 1000, 1),
-                                "user": user_id})
+                                "user": _user_id()})
     return response
+
+
+def _user_id() -> int | None:
+    """The signed-in user's id, read without the database (the request's transaction may have failed)."""
+    actor = g.get("actor")
+    if actor is not None:
+        return actor.user_id
+    user = g.get("user")
+    if user is None:
+        return None
+    state = sa_inspect(user, raiseerr=False)
+    if state is None:
+        return getattr(user, "id", None)
+    return state.identity[0] if state.identity else None
 
 
 def _escape(value: str) -> str:

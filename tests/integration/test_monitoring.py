@@ -10,7 +10,7 @@ import pytest
 
 from core import metrics
 from core.logs import JsonFormatter, RequestIdFilter
-from core.redis import MemoryStore, RedisStore
+from core.redis import MemoryStore, RedisStore, StoreUnavailable
 
 TOKEN = "scrape-token-for-tests"
 
@@ -170,19 +170,31 @@ def test_a_flush_waits_a_second_and_keeps_what_redis_did_not_take():
     now = [100.0]
     recorder = metrics.RequestMetrics(clock=lambda: now[0])
     store = MemoryStore()
+    path = 'unioncard_http_requests_total{route="/healthz",method="GET",status="200"}'
     recorder.observe("/healthz", "GET", 200, 0.001)
     recorder.flush(store)
     assert store.read_hash(metrics.HASH) == {}
     now[0] += metrics.FLUSH_SECONDS
     recorder.flush(store)
-    assert series(metrics.render(store.read_hash(metrics.HASH), {}))[
-        'unioncard_http_requests_total{route="/healthz",method="GET",status="200"}'] == 1
+    assert series(metrics.render(store.read_hash(metrics.HASH), {}))[path] == 1
+    # Redis does not take the counts: they are kept, and the next try waits RETRY_SECONDS, not one second.
     recorder.observe("/healthz", "GET", 200, 0.001)
-    down = RedisStore("redis://127.0.0.1:1/0")
-    recorder.flush(down, force=True)
-    recorder.flush(store, force=True)
-    assert series(metrics.render(store.read_hash(metrics.HASH), {}))[
-        'unioncard_http_requests_total{route="/healthz",method="GET",status="200"}'] == 2
+    now[0] += metrics.FLUSH_SECONDS
+    calls = []
+
+    class Down(MemoryStore):
+        def add_to_hash(self, *args):
+            calls.append(args)
+            raise StoreUnavailable("down")
+
+    down = Down()
+    recorder.flush(down)
+    now[0] += metrics.FLUSH_SECONDS
+    recorder.flush(down)
+    assert len(calls) == 1
+    now[0] += metrics.RETRY_SECONDS
+    recorder.flush(store)
+    assert series(metrics.render(store.read_hash(metrics.HASH), {}))[path] == 2
 
 
 def test_metrics_still_answer_with_redis_down(app, client, scraping, monkeypatch):

@@ -756,6 +756,16 @@ def stalled(batch: Disbursement, now: dt.datetime | None = None) -> bool:
     return batch.status in (BatchStatus.APPROVED, BatchStatus.RUNNING) and now - since > STALE_AFTER
 
 
+def stalled_batches(session: Session, *, stale_after: dt.timedelta = STALE_AFTER,
+                    now: dt.datetime | None = None) -> list[str]:
+    """The approved or running batches that made no progress for `stale_after`: their run died."""
+    cutoff = (now or utcnow()) - stale_after
+    since = func.coalesce(Disbursement.progressed_at, Disbursement.approved_at, Disbursement.created_at)
+    return list(session.scalars(select(Disbursement.public_id).where(
+        Disbursement.status.in_((BatchStatus.APPROVED, BatchStatus.RUNNING)), since < cutoff)
+        .order_by(Disbursement.id)))
+
+
 RESULT_HEADER = ["line", "reference", "amount", "status", "error", "message", "card", "transaction", "note"]
 
 
@@ -861,7 +871,7 @@ def sweep_expired(session: Session, *, now: dt.datetime | None = None, limit: in
     swept = 0
     while True:
         purses = session.execute(
-            select(Purse.id, Purse.account_code, Purse.program_id, Program.budget_account)
+            select(Purse.id, Purse.account_code, Purse.program_id, Purse.label, Program.budget_account)
             .join(Program, Program.public_id == Purse.program_id)
             .where(Purse.kind == PurseKind.RESTRICTED, Purse.closed_at.is_(None), Purse.expires_at <= now)
             .order_by(Purse.id).limit(limit)).all()
@@ -874,7 +884,7 @@ def sweep_expired(session: Session, *, now: dt.datetime | None = None, limit: in
                 transfers.append(ledger.Transfer(
                     kind="purse_expiry", idempotency_key=f"expiry:{p.account_code}", reference=p.program_id,
                     entries=[debit(p.account_code, left), credit(p.budget_account, left)],
-                    metadata={"description": "expired"}))
+                    metadata={"description": p.label}))
         for n in range(0, len(transfers), 500):
             for result in ledger.post_many(session, transfers[n:n + 500]):
                 if isinstance(result, Exception):

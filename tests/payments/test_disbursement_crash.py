@@ -1,5 +1,6 @@
 """A worker killed with SIGKILL in the middle of a batch, on PostgreSQL: the resumed run pays every line once."""
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -73,8 +74,20 @@ def test_kill_9_of_the_worker_mid_batch_then_resume_pays_every_line_exactly_once
     status, done = progress(engine, batch_id)
     assert status == BatchStatus.RUNNING and 6 <= done < LINES, (status, done)
 
+    # The schedule's `disbursement resume-stalled` leaves a batch alone while its run may still be alive ...
+    resume = [sys.executable, "-m", "flask", "--app", "wsgi", "disbursement", "resume-stalled"]
+    quiet = subprocess.run(resume, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert "no stalled batches" in quiet.stdout and progress(engine, batch_id)[1] == done
+    # ... and goes on with it once it has made no progress for longer than that.
+    with Session(engine) as s:
+        batch = service.get_batch(s, batch_id)
+        batch.progressed_at -= service.STALE_AFTER + dt.timedelta(seconds=1)
+        s.commit()
+    resumed = subprocess.run(resume, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert f"{batch_id}: completed, {LINES} paid, 0 failed" in resumed.stdout, resumed.stdout + resumed.stderr
+
     with Session(engine, expire_on_commit=False) as s:
-        finished = service.run_batch(s, batch_id, chunk=4)
+        finished = service.get_batch(s, batch_id)
         assert (finished.status, finished.done_lines, finished.failed_lines) == (BatchStatus.COMPLETED, LINES, 0)
         assert finished.done_amount == sum(1000 + n for n in range(LINES))
         for n, card_id in enumerate(approved_batch["cards"]):

@@ -46,13 +46,15 @@ STATUS_LABELS = {
     "replaced": N_("Replaced"),
     "cancelled": N_("Cancelled"),
 }
+# The ledger's kinds of transaction that touch a card's purses.
 KIND_LABELS = {
     "card_replacement": N_("Card replacement"),
     "disbursement": N_("Aid received"),
-    "payment": N_("Payment"),
-    "refund": N_("Refund"),
+    "disbursement_clawback": N_("Aid taken back"),
+    "card_payment": N_("Payment"),
+    "card_refund": N_("Refund"),
     "top_up": N_("Top-up"),
-    "expiry": N_("Expired aid returned"),
+    "purse_expiry": N_("Expired aid returned"),
 }
 DONE = {
     "activate": N_("Your card is active: you can pay with it now."),

@@ -3,6 +3,8 @@ own dashboard (a store's pay page and the till are the checkout's)."""
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user
@@ -10,12 +12,55 @@ from flask_login import current_user, login_user
 from core import qr
 from core.db import db
 from core.errors import DomainError, NotFound, ValidationFailed
+from core.i18n import N_
 from core.models import Role
 from core.web import current_actor, field_cipher, page_roles
 from merchants import service
-from merchants.models import ApplicationStatus, MerchantCategory, MerchantStatus
+from merchants.models import ApplicationStatus, Merchant, MerchantCategory, MerchantStatus
 
 bp = Blueprint("merchants_pages", __name__, template_folder="templates")
+# The service's sentences people meet on these pages, so they read in the page's language.
+SERVICE_MESSAGES = (
+    N_("Some fields are invalid."),
+    N_("Use 3-64 characters: letters, digits, and _ . @ -"),
+    N_("Use at most 256 characters."),
+    N_("Use more different characters."),
+    N_("That username is taken."),
+    N_("A mainland mobile number has 11 digits and starts with 13-19."),
+    N_("Give the business name."),
+    N_("A unified social credit code has 18 characters."),
+    N_("The first character is not a registration authority code."),
+    N_("Characters 3-8 must be the 6-digit region code."),
+    N_("The check character is wrong (mistyped?)."),
+    N_("A region is a 6-digit administrative division code, e.g. 640100."),
+    N_("The region code does not start with a valid province code."),
+    N_("A bank account number has 8-32 digits."),
+    N_("Required before the application can be submitted."),
+    N_("Name at least one store."),
+    N_("Give the bank name, account name and account number."),
+    N_("Upload the business licence."),
+    N_("The application is not complete yet."),
+    N_("Upload the licence as a PDF, PNG or JPEG file."),
+    N_("A partner merchant with this credit code already exists."),
+    N_("You already have an application with the reviewers; one account applies for one merchant."),
+    N_("The application is decided; the conversation is closed."),
+    N_("Write something."),
+    N_("Tell the applicant why."),
+    N_("The applicant's account already runs a merchant."),
+    N_("Say why."),
+    N_("The merchant is terminated."),
+)
+# Sentences with figures in them: the pattern, the sentence to say instead, and the names of its figures.
+NUMBERED_MESSAGES = (
+    (re.compile(r"^Use at least (\d+) characters\.$"), N_("Use at least %(count)s characters."), ("count",)),
+    (re.compile(r"^At most (\d+) stores per application\.$"), N_("At most %(count)s stores per application."),
+     ("count",)),
+    (re.compile(r"^At most (\d+) proposed offers\.$"), N_("At most %(count)s proposed offers."), ("count",)),
+    (re.compile(r"^A licence file may be at most (\d+) MiB\.$"), N_("A licence file may be at most %(size)s MiB."),
+     ("size",)),
+    (re.compile(r"^The code may not contain (.+) \(I, O, S, V and Z are never used\)\.$"),
+     N_("The code may not contain %(chars)s (I, O, S, V and Z are never used)."), ("chars",)),
+)
 CITIES = [("640100", "银川市"), ("640200", "石嘴山市"), ("640300", "吴忠市"), ("640400", "固原市"), ("640500", "中卫市")]
 
 
@@ -50,9 +95,26 @@ def merchant_page(merchant_id):
     return render_template("merchants/merchant.html", merchant=service.get_public_merchant(db.session, merchant_id))
 
 
+def _say(message: str) -> str:
+    """Translate one of the service's sentences when it is a known one."""
+    if message in SERVICE_MESSAGES:
+        return _(message)
+    for pattern, sentence, names in NUMBERED_MESSAGES:
+        match = pattern.match(message)
+        if match:
+            return _(sentence, **dict(zip(names, match.groups())))
+    return message
+
+
+def _field_errors(exc: DomainError, field: str) -> dict[str, list[str]]:
+    """The refusal's messages by form field, in the page's language (the whole message under `field`)."""
+    return {name: [_say(t) for t in texts] for name, texts in exc.errors.items()} if exc.errors \
+        else {field: [_say(exc.message)]}
+
+
 def _explain(exc: DomainError) -> str:
     """Say what was wrong: the field messages when there are any, else the error's message."""
-    return "; ".join(t for texts in exc.errors.values() for t in texts) if exc.errors else exc.message
+    return "; ".join(t for texts in _field_errors(exc, "_").values() for t in texts)
 
 
 # --- the applicant portal --------------------------------------------------------------------
@@ -90,6 +152,20 @@ def _form_input(form) -> service.ApplicationInput:
         settlement=settlement)
 
 
+def _shown_rows(form, app) -> tuple[list[dict], list[dict]]:
+    """The store and offer rows the form shows, each list with an empty row to add one more: as just typed
+    when a save was refused, else as saved."""
+    if "store_name" in form or "offer_title" in form:
+        typed = zip(form.getlist("store_name"), form.getlist("store_address"), form.getlist("store_hours"))
+        stores = [{"name": name, "address": address, "opening_hours": hours} for name, address, hours in typed
+                  if (name + address + hours).strip()]
+        offers = [{"title": title} for title in form.getlist("offer_title") if title.strip()]
+    else:
+        stores = list(app.stores or []) if app else []
+        offers = list(app.proposed_offers or []) if app else []
+    return stores + [{}], offers + [{}]
+
+
 @bp.route("/apply/", methods=["GET", "POST"])
 def signup():
     """Sign a business up for an applicant account, then go to the application form."""
@@ -104,7 +180,7 @@ def signup():
                                               display_name=request.form.get("display_name", ""))
         except DomainError as exc:
             db.session.rollback()
-            errors = exc.errors or {"username": [exc.message]}
+            errors = _field_errors(exc, "username")
         else:
             login_user(user)
             return redirect(url_for("merchants_pages.portal"))
@@ -129,12 +205,13 @@ def new_application():
             app = service.create_application(db.session, field_cipher(), current_actor(), _form_input(request.form))
         except DomainError as exc:
             db.session.rollback()
-            errors = exc.errors or {"name": [exc.message]}
+            errors = _field_errors(exc, "name")
         else:
             flash(_("Draft saved. Upload the licence and submit when complete."), "info")
             return redirect(url_for("merchants_pages.application", application_id=app.public_id))
     return render_template("merchants/application_form.html", app=None, errors=errors, form=request.form,
-                           categories=list(MerchantCategory), cities=CITIES), 422 if errors else 200
+                           rows=_shown_rows(request.form, None), categories=list(MerchantCategory),
+                           cities=CITIES), 422 if errors else 200
 
 
 @bp.route("/portal/applications/<application_id>", methods=["GET", "POST"])
@@ -170,11 +247,12 @@ def application(application_id):
             return redirect(url_for("merchants_pages.application", application_id=application_id))
         except DomainError as exc:
             db.session.rollback()
-            errors = exc.errors or {"_": [exc.message]}
-            flash(exc.message, "error")
+            errors = _field_errors(exc, "_")
+            flash(_say(exc.message), "error")
             app = service.get_application(db.session, actor, application_id)
     return render_template("merchants/application_form.html", app=app, errors=errors, form=request.form,
-                           categories=list(MerchantCategory), cities=CITIES), 422 if errors else 200
+                           rows=_shown_rows(request.form, app), categories=list(MerchantCategory),
+                           cities=CITIES), 422 if errors else 200
 
 
 @bp.route("/applications/<application_id>/documents/<document_id>")
@@ -276,3 +354,31 @@ def merchant_admin():
         page = service.Page([], None)
     return render_template("merchants/merchant_admin.html", page=page, status=status,
                            statuses=list(MerchantStatus), renewals=service.agreements_due(db.session, actor))
+
+
+@bp.route("/merchant/staff/new", methods=["GET", "POST"])
+@page_roles(Role.MERCHANT_OWNER)
+def new_staff():
+    """Give a cashier or a manager an account at the owner's merchant."""
+    actor = current_actor()
+    merchant = db.session.get(Merchant, actor.merchant_id)
+    errors: dict[str, list[str]] = {}
+    form = request.form
+    if request.method == "POST":
+        role = form.get("role", "")
+        if role not in service.STAFF_ROLES:
+            errors["role"] = [_("Choose cashier or manager.")]
+        else:
+            try:
+                user = service.add_staff(db.session, actor, merchant.public_id, username=form.get("username", ""),
+                                         password=form.get("password", ""), role=role,
+                                         display_name=form.get("display_name", "").strip()[:100])
+            except DomainError as exc:
+                db.session.rollback()
+                errors = _field_errors(exc, "username" if exc.code == "username_taken" else "_")
+            else:
+                flash(_("%(name)s can now sign in as %(username)s.", name=user.display_name,
+                        username=user.username), "info")
+                return redirect(url_for("settlement_pages.merchant_dashboard", _anchor="staff"))
+    return render_template("merchants/staff_form.html", merchant=merchant, errors=errors, form=form,
+                           roles=list(service.STAFF_ROLES)), 422 if errors else 200

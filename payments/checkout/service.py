@@ -389,7 +389,8 @@ def refund(session: Session, actor: Actor, payment_id: str, *, amount: int, reas
                  request_hash=fingerprint, created_at=now, transaction_id="")
     txn = ledger.post(session, kind="card_refund", idempotency_key=f"refund:{row.public_id}", entries=legs,
                       reference=payment.public_id,
-                      metadata={"description": "refund", "payment_id": payment.public_id, "refund_id": row.public_id})
+                      metadata={"description": payment.merchant.name, "payment_id": payment.public_id,
+                                "refund_id": row.public_id})
     row.transaction_id = txn.public_id
     # Member limits and offer budgets: back in proportion too; the use itself once all is refunded.
     for po in payment.offers:

@@ -362,8 +362,9 @@ def _day_start(day: dt.date) -> dt.datetime:
 
 
 def _till_page(*, store_id: str | None = None, entered: str = "", errors: dict | None = None,
-               problem: str | None = None, status: int = 200):
-    """Render the till: the charge form, the last payment's result, and the day's payments with refunds."""
+               problem: str | None = None, refused: dict | None = None, status: int = 200):
+    """Render the till: the charge form, the last payment's result, and the day's payments with refunds
+    (`refused` keeps what was typed into a refund form the service turned down)."""
     actor = current_actor()
     merchant = db.session.get(Merchant, actor.merchant_id)
     stores = [s for s in merchant.stores if s.accepts_cards()]
@@ -371,7 +372,7 @@ def _till_page(*, store_id: str | None = None, entered: str = "", errors: dict |
     result = None
     if request.method == "GET" and request.args.get("payment"):
         result = service.get_payment(db.session, actor, request.args["payment"])
-    day = _local_day(request.args.get("day"))
+    day = _local_day(request.values.get("day"))
     since = _day_start(day)
     page = service.merchant_payments(db.session, actor, since=since, until=_day_start(day + dt.timedelta(days=1)),
                                      limit=TILL_PAGE, cursor=request.args.get("cursor") or None)
@@ -384,7 +385,7 @@ def _till_page(*, store_id: str | None = None, entered: str = "", errors: dict |
                            programs=service.program_names(db.session, {o.program_id for p in shown
                                                                        for o in p.offers}),
                            refund_keys={p.public_id: _new_key() for p in page.items},
-                           may_refund=actor.role in REFUNDERS)
+                           may_refund=actor.role in REFUNDERS, refused=refused or {})
     return _no_store(current_app.make_response((html, status)))
 
 
@@ -433,29 +434,32 @@ def charge():
 def refund(payment_id):
     """Give back part or all of a payment to the purses it came from (the owner or a manager)."""
     form = request.form
-    back = redirect(url_for("checkout_pages.till", store=form.get("store") or None, day=form.get("day") or None,
-                            _anchor="payments"))
-    amount = parse_yuan(form.get("amount", "")[:AMOUNT_FIELD])
-    key = form.get("key", "")
+    entered, reason = form.get("amount", "")[:AMOUNT_FIELD], form.get("reason", "")[:200]
+
+    def refused(message: str, status: int):
+        """Show the till again with the refusal and the refund form as it was filled in."""
+        flash(message, "error")
+        return _till_page(store_id=form.get("store") or None, status=status,
+                          refused={"payment": payment_id, "amount": entered, "reason": reason})
+
+    amount = parse_yuan(entered)
     if amount is None or amount <= 0:
         service.get_payment(db.session, current_actor(), payment_id)
-        flash(_("Enter the amount to refund in yuan, such as 25 or 25.50."), "error")
-        return back
-    if not KEY_RE.match(key):
-        flash(_("This form has expired; enter the refund again."), "error")
-        return back
+        return refused(_("Enter the amount to refund in yuan, such as 25 or 25.50."), 422)
+    if not KEY_RE.match(form.get("key", "")):
+        return refused(_("This form has expired; enter the refund again."), 400)
     try:
-        row, _replayed = service.refund(db.session, current_actor(), payment_id, amount=amount,
-                                       reason=form.get("reason", "")[:200], idempotency_key=key)
+        row, _replayed = service.refund(db.session, current_actor(), payment_id, amount=amount, reason=reason,
+                                       idempotency_key=form["key"])
     except DomainError as exc:
         db.session.rollback()
         if exc.status == 404:
             raise
-        flash(explain(exc), "error")
-        return back
+        return refused(explain(exc), exc.status)
     flash(_("Refunded %(amount)s of payment %(payment)s to the member.", amount=format_amount(row.amount),
             payment=payment_id), "info")
-    return back
+    return redirect(url_for("checkout_pages.till", store=form.get("store") or None, day=form.get("day") or None,
+                            _anchor="payments"))
 
 
 # --- offer usage -------------------------------------------------------------------------------

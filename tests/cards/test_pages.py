@@ -207,7 +207,7 @@ def test_the_statement_pages_by_cursor_with_signed_amounts_and_translated_kinds(
     card = active_card(client, world)
     for i in range(23):
         book(session, card["id"], "top_up", 100 + i, key=f"top:{i}")
-    book(session, card["id"], "payment", -550, key="pay:1")
+    book(session, card["id"], "card_payment", -550, key="pay:1")
     book(session, card["id"], "stock_bonus", 7, key="odd:1")
     sign_in(client, world, "owner")
     first = client.get("/card/transactions").get_data(as_text=True)

@@ -430,8 +430,9 @@ def test_the_owner_and_a_manager_refund_from_the_till(client, session, world):
     row = session.scalar(select(Refund).join(Payment, Payment.id == Refund.payment_id)
                          .where(Payment.merchant_id == world["shop"].id))
     assert (row.amount, row.reason) == (1_050, "少上一道菜") and balance(session, general) == 10_000 - 3_000 + 1_050
-    too_much = refund_form(client, pid, amount="20", lang="en")
-    assert "At most ¥19.50 of this payment is left to refund." in text(client.get(too_much.headers["Location"]))
+    too_much = refund_form(client, pid, amount="20", reason="整单退", lang="en")
+    assert too_much.status_code == 422 and "At most ¥19.50 of this payment is left to refund." in text(too_much)
+    assert 'value="20"' in text(too_much) and 'value="整单退"' in text(too_much)  # the form keeps what was typed
     client.post("/logout", data={"csrf_token": csrf(client.get("/"))})
     sign_in(client, world["users"]["owner"])
     assert refund_form(client, pid, amount="19.50").status_code == 302

@@ -13,10 +13,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from core import create_app
-from core.auth import create_user
 from core.db import db
 from core.jobs import jobs
-from core.models import Role
 from tests.conftest import ENV_REDIS_URL, scratch_database, skip_or_fail
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -51,18 +49,6 @@ def serve(tmp_path_factory, name: str, setup=None):
             server.shutdown()
             db.engine.dispose()
             db.engine, db.factory, jobs.mode = previous
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    """Serve the app on a free local port, on a database of its own, with a reviewer account."""
-    def setup(app):
-        create_user(db.session, username="e2e-reviewer", password=PASSWORD, role=Role.MERCHANT_REVIEWER,
-                    display_name="审核员")
-        db.session.commit()
-
-    with serve(tmp_path_factory, "e2e", setup) as (url, _app, _facts):
-        yield url
 
 
 @pytest.fixture(scope="session")

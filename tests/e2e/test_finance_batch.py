@@ -64,7 +64,7 @@ def sign_in(page, base, username):
 
 
 def fits_the_screen(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
 def test_a_batch_is_uploaded_approved_by_someone_else_paid_and_seen_on_the_card(finance_server, chromium, page):
@@ -106,7 +106,10 @@ def test_a_batch_is_uploaded_approved_by_someone_else_paid_and_seen_on_the_card(
         polls = []
         approver.on("response", lambda r: polls.append(r.url) if r.url.endswith("/progress") else None)
         sign_in(approver, base, "e2e-approver")
-        approver.goto(batch_url)
+        approver.click("header a[href='/finance/programs/']")
+        approver.click(f"#programs a[href='/finance/programs/{program_id}']")
+        approver.click(f"a[href='{batch_url.removeprefix(base)}']")
+        approver.wait_for_url(batch_url)
         approver.click("#approve")
         approver.wait_for_url(batch_url)
         assert approver.locator("#run progress#bar").count() == 1
@@ -127,14 +130,20 @@ def test_a_batch_is_uploaded_approved_by_someone_else_paid_and_seen_on_the_card(
 
         approver.set_viewport_size({"width": 390, "height": 844})
         approver.reload()
+        assert approver.inner_text("#batch-status") == "已完成"
         assert fits_the_screen(approver)
         shot(approver, "finance-5-batch-390")
+        approver.click("header a.lang")
+        assert approver.inner_text("h1").startswith("Disbursement batch")
+        assert approver.inner_text("#batch-status") == "Completed" and approver.inner_text("#percent") == "100"
+        assert fits_the_screen(approver)
+        shot(approver, "finance-5-batch-390-en")
     finally:
         maker_ctx.close()
         approver_ctx.close()
 
     sign_in(page, base, "e2e-fin-member")
-    page.goto(f"{base}/card/")
+    page.click("ul.tiles a[href='/card/']")
     purses = page.inner_text("#purses")
     assert "医疗互助" in purses and "¥120.00" in purses
     assert page.inner_text("#total") == "¥120.00"
@@ -142,3 +151,15 @@ def test_a_batch_is_uploaded_approved_by_someone_else_paid_and_seen_on_the_card(
     assert "¥120.00" in notice and "医疗互助" in notice
     assert fits_the_screen(page)
     shot(page, "finance-6-member-card")
+
+    page.click("#transactions")
+    line = page.locator("#statement li.statement-line").first
+    assert "补助到账" in line.inner_text() and "医疗互助" in line.inner_text() and "+¥120.00" in line.inner_text()
+    assert fits_the_screen(page)
+    shot(page, "finance-7-member-transactions")
+    page.click("header a.lang")
+    assert page.inner_text("h1") == "Transactions" and "Aid received" in line.inner_text()
+    page.click("a[href='/card/']")
+    assert "expires soon" in page.inner_text("#purses") and "¥120.00" in page.inner_text("#expiring")
+    assert fits_the_screen(page)
+    shot(page, "finance-8-member-card-en")

@@ -4,9 +4,12 @@ payment code that renews itself, then the same pages in English."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 
 import pytest
+import zxingcpp
+from PIL import Image
 
 from cards import service
 from cards.api import payment_codes, pin_guard
@@ -40,6 +43,16 @@ def card_server(tmp_path_factory):
         fund(session, card.public_id, 12345)
         fund(session, card.public_id, 50000, program_id="prg_e2e_hardship", categories=["pharmacy", "supermarket"],
              expires_at=utcnow() + dt.timedelta(days=12))
+        # Two members on their first day, one reading Chinese and one English: a card issued, not yet
+        # activated, with no PIN, and a consumption voucher on it.
+        for lang, name in (("zh", "周强"), ("en", "杨梅")):
+            newcomer = f.member(session, cipher, tree["yc_base"], name, phone="13812345678")
+            create_user(session, username=f"e2e-first-{lang}", password=PASSWORD, role=Role.MEMBER,
+                        member_id=newcomer.id, display_name=name)
+            session.commit()
+            fresh = service.issue_card(session, cipher, f.PLATFORM, newcomer.public_id,
+                                       prefix=app.config["CARD_PREFIX"])
+            fund(session, fresh.public_id, 10_000)
         return {"card_id": card.public_id, "masked": card.number_masked,
                 "number": cipher.decrypt(card.number_enc, service.NUMBER_CONTEXT)}
 
@@ -61,7 +74,14 @@ def shown_code(page) -> str:
 
 
 def fits_the_phone(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+
+
+def scan(locator) -> str:
+    """Read the QR code an element shows, as the cashier's scanner would."""
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(locator.screenshot())))
+    assert len(found) == 1
+    return found[0].text
 
 
 def test_a_member_sees_the_card_and_pays_with_a_renewing_code(card_server, page):
@@ -123,3 +143,68 @@ def test_a_member_sees_the_card_and_pays_with_a_renewing_code(card_server, page)
     assert page.inner_text("#paycode h1") == "Show this to the cashier"
     assert looks_like_payment_code(shown_code(page))
     shot(page, "member-card-6-payment-code-english")
+
+
+# What the member reads on the first day, in each language.
+FIRST_DAY = {
+    "zh": {"sign_in": "登录", "my_card": "我的会员卡", "issued": "待激活", "active": "正常使用",
+           "activated": "卡已激活，现在可以用它付款了。", "set_pin": "设置支付密码", "change_pin": "修改支付密码",
+           "easy_pin": "该密码太容易被猜到", "pin_set": "支付密码已设置。", "show": "请向收银员出示"},
+    "en": {"sign_in": "Sign in", "my_card": "My card", "issued": "Not activated", "active": "In use",
+           "activated": "Your card is active: you can pay with it now.", "set_pin": "Set PIN",
+           "change_pin": "Change PIN", "easy_pin": "That PIN is too easy to guess", "pin_set": "Your PIN is set.",
+           "show": "Show this to the cashier"},
+}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_member_on_the_first_day_activates_the_card_sets_a_pin_and_shows_a_code(card_server, page, lang):
+    base, words = card_server["url"], FIRST_DAY[lang]
+    page.goto(f"{base}/login")
+    if lang == "en":
+        page.click("header a.lang")  # the page's language switch
+    assert page.inner_text("h1") == words["sign_in"]
+    page.fill("#username", f"e2e-first-{lang}")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    assert fits_the_phone(page)
+    page.click(f"ul.tiles a:text-is('{words['my_card']}')")
+    page.wait_for_url(f"{base}/card/")
+    assert page.inner_text("h1") == words["my_card"]
+    assert page.inner_text("#card-status") == words["issued"]
+    assert page.locator("#pay").count() == 0 and page.inner_text("#total") == "¥100.00"
+    assert fits_the_phone(page)
+    shot(page, f"first-day-{lang}-1-issued")
+
+    page.click("#activate")
+    page.wait_for_selector(".flash.info")
+    assert page.inner_text(".flash.info") == words["activated"]
+    assert page.inner_text("#card-status") == words["active"] and page.locator("#activate").count() == 0
+    assert page.inner_text("#pin") == words["set_pin"]
+    shot(page, f"first-day-{lang}-2-activated")
+
+    page.click("#pin")
+    page.wait_for_url(f"{base}/card/pin")
+    assert page.inner_text("h1") == words["set_pin"] and fits_the_phone(page)
+    page.fill("#pin", "123456")
+    page.fill("#pin_again", "123456")
+    page.click("#pin-form button[type=submit]")
+    page.wait_for_selector(".field-error")
+    assert words["easy_pin"] in page.inner_text(".field-error")
+    shot(page, f"first-day-{lang}-3-easy-pin-refused")
+    page.fill("#pin", PIN)
+    page.fill("#pin_again", PIN)
+    page.click("#pin-form button[type=submit]")
+    page.wait_for_url(f"{base}/card/")
+    assert page.inner_text(".flash.info") == words["pin_set"] and page.inner_text("#pin") == words["change_pin"]
+    assert fits_the_phone(page)
+    shot(page, f"first-day-{lang}-4-pin-set")
+
+    page.click("#pay")
+    page.wait_for_url(f"{base}/card/code")
+    assert page.inner_text("#paycode h1") == words["show"]
+    code = shown_code(page)
+    assert scan(page.locator("#qr svg")) == code and looks_like_payment_code(code)
+    assert fits_the_phone(page)
+    shot(page, f"first-day-{lang}-5-payment-code")

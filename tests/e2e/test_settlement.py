@@ -56,6 +56,10 @@ def sign_in(page, base, username):
     page.wait_for_url(f"{base}/")
 
 
+def fits_the_phone(page) -> bool:
+    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+
+
 def test_a_day_is_settled_paid_by_bank_file_and_reconciled(settle_server, chromium):
     base, day = settle_server["url"], settle_server["day"]
     finance = chromium.new_context(viewport=WIDE, locale="zh-CN", accept_downloads=True)
@@ -64,7 +68,9 @@ def test_a_day_is_settled_paid_by_bank_file_and_reconciled(settle_server, chromi
         page = finance.new_page()
         page.set_default_timeout(15_000)
         sign_in(page, base, "e2e-settle-maker")
-        page.goto(f"{base}/finance/settlements?date={day.isoformat()}")
+        page.click("header a[href='/finance/settlements']")  # yesterday's page; the sales were the day before
+        page.click("#previous-day")
+        page.wait_for_url(f"{base}/finance/settlements?date={day.isoformat()}")
         assert "2" in page.inner_text("#unsettled")  # the two payments wait
         page.click("#settle")
         page.wait_for_selector("#settlements tr[data-settlement]")
@@ -72,8 +78,13 @@ def test_a_day_is_settled_paid_by_bank_file_and_reconciled(settle_server, chromi
         assert settle_server["shop"] in row and "¥194.00" in row
         assert page.inner_text("#total-net") == "¥194.00"
         shot(page, "settle-1-day")
+        page.click(f"#settlements a:text-is('{settle_server['shop']}')")
+        assert page.inner_text("#net") == "¥194.00" and page.inner_text("#charged") == "¥194.00"
+        shot(page, "settle-1b-statement")
 
-        page.goto(f"{base}/finance/payout-bank-files")
+        page.click("header a[href='/finance/payouts']")
+        page.click("a[href='/finance/payout-bank-files']")
+        assert "¥194.00" in page.inner_text("#due")
         page.click("#make-file")
         page.wait_for_selector("#file-id")
         with page.expect_download() as download:
@@ -89,8 +100,11 @@ def test_a_day_is_settled_paid_by_bank_file_and_reconciled(settle_server, chromi
         page.wait_for_selector("#results")
         assert "6222020200112233" not in page.content()  # masked on the page
         shot(page, "settle-2-bank-file")
+        page.click("header a[href='/finance/payouts']")
+        assert page.get_attribute(f"#payout-{payout_id} [data-status]", "data-status") == "paid"
+        assert "已发放" in page.inner_text(f"#payout-{payout_id}")
 
-        page.goto(f"{base}/finance/reconciliations")
+        page.click("header a[href='/finance/reconciliations']")
         statement = (f"date,reference,amount,currency,description\n{day + dt.timedelta(days=1)},{payout_id},19400,"
                      "CNY,塞上江南餐厅结算\n")
         page.set_input_files("#upload-form #file", files=[{"name": "bank.csv", "mimeType": "text/csv",
@@ -98,17 +112,31 @@ def test_a_day_is_settled_paid_by_bank_file_and_reconciled(settle_server, chromi
         page.click("#upload")
         page.wait_for_selector("#reconciliation-id")
         assert page.locator("#lines tr[data-state=matched]").count() == 1
+        assert "已匹配" in page.inner_text("#lines tr[data-state=matched]")
         shot(page, "settle-3-reconciled")
+        page.click("header a.lang")
+        assert "Matched" in page.inner_text("#lines tr[data-state=matched]")
+        shot(page, "settle-3b-reconciled-en")
 
         phone = owner.new_page()
         phone.set_default_timeout(15_000)
         sign_in(phone, base, "e2e-shop-owner")
-        phone.goto(f"{base}/merchant/settlements")
+        phone.click("ul.tiles a[href='/merchant/settlements']")
         phone.click("#settlements tr[data-settlement] a")
         phone.wait_for_selector("#net")
         assert phone.inner_text("#net") == "¥194.00" and "¥194.00" in phone.inner_text("#payout")
-        assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert fits_the_phone(phone)
         shot(phone, "settle-4-merchant-statement-390")
+        phone.click("header a[href='/merchant/payouts']")
+        paid = phone.locator(f"#payout-{payout_id}")
+        assert paid.locator("[data-status]").get_attribute("data-status") == "paid"
+        assert "¥194.00" in paid.inner_text() and "已发放" in paid.inner_text()
+        assert fits_the_phone(phone)
+        shot(phone, "settle-5-merchant-payouts-390")
+        phone.click("header a.lang")
+        assert phone.inner_text("h1") == "Payouts" and "Paid on" in phone.inner_text(f"#payout-{payout_id}")
+        assert fits_the_phone(phone)
+        shot(phone, "settle-6-merchant-payouts-390-en")
     finally:
         finance.close()
         owner.close()

@@ -19,7 +19,7 @@ def test_an_applicant_applies_on_the_portal_and_a_reviewer_approves_on_the_conso
     assert page.status_code == 200 and "申请成为特约商户" in page.get_data(as_text=True)
     bad = client.post("/apply/", data={"username": "portal-shop", "password": "shop-password-1", "phone": "1",
                                        "csrf_token": csrf(page)})
-    assert bad.status_code == 422 and "11 digits" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "手机号码为 11 位数字" in bad.get_data(as_text=True)
     made = client.post("/apply/", data={"username": "portal-shop", "password": "shop-password-1",
                                         "phone": "13900006666", "csrf_token": csrf(page)})
     assert made.status_code == 302 and made.headers["Location"].endswith("/portal/")
@@ -30,7 +30,7 @@ def test_an_applicant_applies_on_the_portal_and_a_reviewer_approves_on_the_conso
     detail = client.get(app_url)
     token = csrf(detail)
     early = client.post(app_url, data={"action": "submit", "name": "银川书香文具", "csrf_token": token})
-    assert early.status_code == 422 and "Required before the application can be submitted." in early.get_data(as_text=True)
+    assert early.status_code == 422 and "提交申请前须填写此项。" in early.get_data(as_text=True)
     fields = {"name": "银川书香文具", "uscc": f.uscc(), "legal_representative": "刘经理", "contact_phone": "13900007777",
               "category": "education", "region": "640100", "address": "银川市金凤区",
               "store_name": ["书香总店", ""], "store_address": ["万达广场", ""], "store_hours": ["9:00-21:00", ""],
@@ -122,7 +122,7 @@ def test_union_staff_suspend_and_reinstate_from_the_console(client, session, cip
     assert client.get(f"/pay/{shop.stores[0].public_id}").status_code == 409
     empty_reason = client.post("/review/merchants/", data={"merchant_id": shop.public_id, "action": "reinstate",
                                                            "reason": "", "csrf_token": token}, follow_redirects=True)
-    assert "Say why" in empty_reason.get_data(as_text=True)
+    assert "请说明原因。" in empty_reason.get_data(as_text=True)
     client.post("/review/merchants/", data={"merchant_id": shop.public_id, "action": "reinstate", "reason": "已整改",
                                             "csrf_token": token})
     session.expire_all()

@@ -258,6 +258,17 @@ def test_a_rule_pays_the_hardship_register_of_a_city(client, session, cipher, dw
     assert bad.status_code == 422
 
 
+def test_a_rule_with_invalid_fields_is_refused_with_one_list_of_texts_per_field(client, session, dworld):
+    prg = program(session, dworld)
+    resp = client.post("/api/v1/disbursements", headers=dworld["h"]["maker"], json={
+        "program_id": prg.public_id, "rule": {"amount": 5, "hardship_min_level": -1, "union_id": ""}})
+    assert resp.status_code == 422
+    errors = resp.get_json()["errors"]
+    assert list(errors) == ["rule"] and isinstance(errors["rule"], list) and len(errors["rule"]) == 2
+    assert all(isinstance(text, str) for text in errors["rule"])
+    assert any(text.startswith("hardship_min_level: ") for text in errors["rule"])
+
+
 def test_restricted_aid_lands_in_its_own_purse_and_expires_back_to_the_budget(client, session, cipher, dworld):
     prg = program(session, dworld, purse=PursePolicy.RESTRICTED, name="医疗互助")
     member, card = dworld["people"][0], dworld["cards"][0]
@@ -276,6 +287,8 @@ def test_restricted_aid_lands_in_its_own_purse_and_expires_back_to_the_budget(cl
     assert service.sweep_expired(session, now=prg.expires_at + dt.timedelta(seconds=1)) == 1
     code = cards.aid_account(card.public_id, prg.public_id)
     assert balance(session, code) == 0 and ledger.get_account(session, code).status == ledger.AccountStatus.CLOSED
+    swept = ledger.statement(session, [code], limit=1, cursor=None, newest_first=True).lines[0]
+    assert (swept.kind, swept.metadata["description"]) == ("purse_expiry", "医疗互助")  # the member's statement says which aid
     assert balance(session, prg.budget_account) == 1_000_000
     assert service.sweep_expired(session, now=prg.expires_at + dt.timedelta(days=1)) == 0
     assert ledger.verify(session).ok

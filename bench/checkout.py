@@ -488,6 +488,8 @@ def main() -> int:
             tps, cpu["pgbench"] = pgbench(url)
             print(f"  pgbench: {tps:,.0f} tps", flush=True)
 
+            size_before = session.scalar(text("SELECT pg_database_size(current_database())"))
+            session.rollback()
             base = payment_codes()
             codes = cards.PaymentCodes(base.store, base.key, ttl=CODE_TTL, per_minute=10**9)
             tag = uuid.uuid4().hex[:8]
@@ -544,6 +546,7 @@ def main() -> int:
             logged = server.errors()
             checks.append(("server log: no errors", not logged, f"{len(logged)} error lines"
                            + (f", e.g. {logged[0][:300]}" if logged else "")))
+            size_after = session.scalar(text("SELECT pg_database_size(current_database())"))
             discounted, paid, discount = session.execute(text(
                 "SELECT count(*) FILTER (WHERE discount > 0), count(*), coalesce(sum(discount), 0) "
                 "FROM payments")).one()
@@ -592,6 +595,12 @@ def main() -> int:
     for name, out in (("spread", spread), ("hot", hot)):
         report(f"payment latency p50, {name}", out.p50_ms, "ms")
         report(f"payment latency p99, {name}", out.p99_ms, "ms")
+    spent = {k: sum(cpu[name][k] for name in ("spread", "hot")) for k in ("app", "db")}
+    answered = spread.answered + hot.answered
+    report("CPU per payment: app workers", spent["app"] * 1000 / answered, "ms")
+    report("CPU per payment: PostgreSQL", spent["db"] * 1000 / answered, "ms")
+    report("database growth per payment (tables, indexes, codes' warm-up included)",
+           (size_after - size_before) / max(1, paid), "bytes")
     report(f"pgbench TPC-B-like on this database (-s {PGBENCH_SCALE} -c {CLIENTS} -j {WRK_THREADS} -T {SECONDS})",
            tps, "tps")
     report(f"checks: payments rows, payables, ledger.verify(), no 5xx ({len(checks) - failed} of {len(checks)} ok)",

@@ -6,7 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from flask import current_app, request
-from flask_babel import Babel
+from flask_babel import Babel, gettext
 
 babel = Babel()
 
@@ -44,6 +44,18 @@ def local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 def N_(text: str) -> str:
     """Mark a word for translation where it is only known at run time (extracted, returned as is)."""
     return text
+
+
+def say(message: str, known, numbered=()) -> str:
+    """Translate a service's sentence for a page when it is one of `known`, or matches one of `numbered`'s
+    (pattern, sentence with %(name)s, names) with its figures put back; any other sentence is shown as it is."""
+    if message in known:
+        return gettext(message)
+    for pattern, sentence, names in numbered:
+        match = pattern.match(message)
+        if match:
+            return gettext(sentence, **dict(zip(names, match.groups())))
+    return message
 
 
 # Words the templates translate by value: roles, statuses and import error words.

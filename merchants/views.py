@@ -12,7 +12,7 @@ from flask_login import current_user, login_user
 from core import qr
 from core.db import db
 from core.errors import DomainError, NotFound, ValidationFailed
-from core.i18n import N_
+from core.i18n import N_, say
 from core.models import Role
 from core.web import current_actor, field_cipher, page_roles
 from merchants import service
@@ -97,13 +97,7 @@ def merchant_page(merchant_id):
 
 def _say(message: str) -> str:
     """Translate one of the service's sentences when it is a known one."""
-    if message in SERVICE_MESSAGES:
-        return _(message)
-    for pattern, sentence, names in NUMBERED_MESSAGES:
-        match = pattern.match(message)
-        if match:
-            return _(sentence, **dict(zip(names, match.groups())))
-    return message
+    return say(message, SERVICE_MESSAGES, NUMBERED_MESSAGES)
 
 
 def _field_errors(exc: DomainError, field: str) -> dict[str, list[str]]:

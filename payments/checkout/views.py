@@ -29,7 +29,7 @@ from cards.api import payment_codes, pin_guard
 from core.auth import Actor
 from core.db import db, utcnow
 from core.errors import DomainError, NotFound, TooManyAttempts
-from core.i18n import BUSINESS_TZ, N_
+from core.i18n import BUSINESS_TZ, N_, say
 from core.idempotency import KEY_RE
 from core.models import Role
 from core.money import format_amount, parse_yuan
@@ -122,13 +122,7 @@ NUMBERED_MESSAGES = (
 
 def _say(message: str) -> str:
     """Translate one of the service's sentences when it is a known one."""
-    if message in SERVICE_MESSAGES:
-        return _(message)
-    for pattern, sentence, names in NUMBERED_MESSAGES:
-        match = pattern.match(message)
-        if match:
-            return _(sentence, **dict(zip(names, match.groups())))
-    return message
+    return say(message, SERVICE_MESSAGES, NUMBERED_MESSAGES)
 
 
 def explain(exc: DomainError) -> str:

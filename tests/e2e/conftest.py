@@ -82,3 +82,17 @@ def shot(page, name: str) -> None:
     """Save a screenshot of the page as a test artefact."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, base: str, username: str, password: str = PASSWORD) -> None:
+    """Sign in on the login page and wait for the home page."""
+    page.goto(f"{base}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def fits_the_phone(page) -> bool:
+    """Tell whether the page reads without scrolling sideways."""
+    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")

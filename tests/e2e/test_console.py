@@ -19,7 +19,7 @@ from stats import service as stats
 from stats.views import TABLES
 from tests import factories as f
 from tests.checkout.conftest import PIN, PREFIX, card_with_pin, fund, guard
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, sign_in
 
 WIDE = {"width": 1280, "height": 900}
 PHONE_WIDTH = 390
@@ -75,14 +75,6 @@ def console_server(tmp_path_factory):
 
     with serve(tmp_path_factory, "e2e_console", setup) as (url, app, facts):
         yield {"url": url, "app": app, **facts}
-
-
-def sign_in(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
 
 
 def tile(page, name: str) -> str:

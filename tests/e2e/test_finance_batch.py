@@ -15,7 +15,7 @@ from core.models import Role
 from payments.disbursement import service
 from payments.disbursement.models import ProgramKind, PursePolicy
 from tests import factories as f
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, sign_in, fits_the_phone
 
 AMOUNTS = (12_000, 8_000, 5_000)
 BAD_ID = "640104198506151230"  # wrong check digit
@@ -53,18 +53,6 @@ def finance_server(tmp_path_factory):
         # One line per committed step with a pause between: the run takes a couple of seconds to watch.
         app.config.update(DISBURSEMENT_CHUNK=1, DISBURSEMENT_CHUNK_PAUSE=0.6)
         yield {"url": url, "app": app, **facts}
-
-
-def sign_in(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
-def fits_the_screen(page) -> bool:
-    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
 def test_a_batch_is_uploaded_approved_by_someone_else_paid_and_seen_on_the_card(finance_server, chromium, page):
@@ -131,12 +119,12 @@ def test_a_batch_is_uploaded_approved_by_someone_else_paid_and_seen_on_the_card(
         approver.set_viewport_size({"width": 390, "height": 844})
         approver.reload()
         assert approver.inner_text("#batch-status") == "已完成"
-        assert fits_the_screen(approver)
+        assert fits_the_phone(approver)
         shot(approver, "finance-5-batch-390")
         approver.click("header a.lang")
         assert approver.inner_text("h1").startswith("Disbursement batch")
         assert approver.inner_text("#batch-status") == "Completed" and approver.inner_text("#percent") == "100"
-        assert fits_the_screen(approver)
+        assert fits_the_phone(approver)
         shot(approver, "finance-5-batch-390-en")
     finally:
         maker_ctx.close()
@@ -149,17 +137,17 @@ def test_a_batch_is_uploaded_approved_by_someone_else_paid_and_seen_on_the_card(
     assert page.inner_text("#total") == "¥120.00"
     notice = page.inner_text("#expiring")
     assert "¥120.00" in notice and "医疗互助" in notice
-    assert fits_the_screen(page)
+    assert fits_the_phone(page)
     shot(page, "finance-6-member-card")
 
     page.click("#transactions")
     line = page.locator("#statement li.statement-line").first
     assert "补助到账" in line.inner_text() and "医疗互助" in line.inner_text() and "+¥120.00" in line.inner_text()
-    assert fits_the_screen(page)
+    assert fits_the_phone(page)
     shot(page, "finance-7-member-transactions")
     page.click("header a.lang")
     assert page.inner_text("h1") == "Transactions" and "Aid received" in line.inner_text()
     page.click("a[href='/card/']")
     assert "expires soon" in page.inner_text("#purses") and "¥120.00" in page.inner_text("#expiring")
-    assert fits_the_screen(page)
+    assert fits_the_phone(page)
     shot(page, "finance-8-member-card-en")

@@ -20,7 +20,7 @@ from core.db import db, utcnow
 from core.models import Role
 from tests import factories as f
 from tests.cards.conftest import fund
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, fits_the_phone
 
 PIN = "583920"
 
@@ -71,10 +71,6 @@ def shown_code(page) -> str:
     digits = page.inner_text("#digits").strip()
     assert re.fullmatch(r"(\d{4} ){4}\d{2}", digits), digits
     return digits.replace(" ", "")
-
-
-def fits_the_phone(page) -> bool:
-    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
 def scan(locator) -> str:

@@ -26,7 +26,7 @@ from payments import ledger
 from payments.checkout.models import Payment
 from payments.ledger import credit, debit
 from tests import factories as f
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, sign_in, fits_the_phone
 
 PIN = "583920"
 WIDE = {"width": 1280, "height": 900}
@@ -78,18 +78,6 @@ def pay_server(tmp_path_factory):
 
     with serve(tmp_path_factory, "e2e_pay", setup) as (url, app, facts):
         yield {"url": url, "app": app, **facts}
-
-
-def sign_in(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
-def fits_the_phone(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def payments_made(server) -> int:

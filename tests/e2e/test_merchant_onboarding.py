@@ -17,7 +17,7 @@ from core.db import db
 from core.models import Role
 from tests import factories as f
 from tests.checkout.conftest import PIN, card_with_pin, fund
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, sign_in, fits_the_phone
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00:~\x9bU" \
       b"\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -46,21 +46,9 @@ def onboarding_server(tmp_path_factory):
         yield {"url": url, "app": app}
 
 
-def sign_in(page, base, username, password=PASSWORD):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
 def sign_out(page):
     page.click("header form button[type=submit]")
     page.wait_for_url("**/login")
-
-
-def fits_the_phone(page) -> bool:
-    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
 def scan(locator) -> str:

@@ -9,7 +9,7 @@ from core.auth import create_user
 from core.db import db
 from core.models import Role
 from tests import factories as f
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, sign_in, fits_the_phone
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +31,6 @@ def offers_server(tmp_path_factory):
         yield {"url": url, "app": app, **facts}
 
 
-def sign_in(page, url, username):
-    page.goto(f"{url}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-
-
-def no_sideways_scroll(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
 def test_an_admin_publishes_an_offer_and_a_member_reads_it_on_a_phone(page, offers_server):
     url = offers_server["url"]
     sign_in(page, url, "e2e-offer-admin")
@@ -54,7 +43,7 @@ def test_an_admin_publishes_an_offer_and_a_member_reads_it_on_a_phone(page, offe
     page.check("#weekdays input[value='6']")
     page.fill("#limit_count", "4")
     page.select_option("#limit_period", "month")
-    assert no_sideways_scroll(page)
+    assert fits_the_phone(page)
     shot(page, "offers-1-form-390")
     page.click("#save")
     page.click("#publish")
@@ -66,12 +55,12 @@ def test_an_admin_publishes_an_offer_and_a_member_reads_it_on_a_phone(page, offe
     card = page.locator("#offers li.offer").first
     assert "超市会员日9折" in card.inner_text() and "立减10%，最多优惠¥20.00" in card.inner_text()
     assert "每人每月4次" in card.inner_text() and "银川惠民超市" in card.inner_text()
-    assert no_sideways_scroll(page)
+    assert fits_the_phone(page)
     shot(page, "offers-3-catalog-390")
     page.click("#families a:has-text('日常消费')")
     assert "超市会员日9折" in page.inner_text("#offers")
     page.goto(f"{url}/offers/?lang=en")
     assert "10% off, up to ¥20.00" in page.inner_text("#offers") and "4 times a month per member" in page.inner_text(
         "#offers")
-    assert no_sideways_scroll(page)
+    assert fits_the_phone(page)
     shot(page, "offers-4-catalog-en-390")

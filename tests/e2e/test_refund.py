@@ -20,7 +20,7 @@ from payments.checkout.models import Payment
 from payments.ledger import credit, debit
 from tests import factories as f
 from tests.checkout.conftest import PIN, card_with_pin, guard
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, sign_in, fits_the_phone
 
 PHONE = {"width": 390, "height": 844}
 
@@ -60,18 +60,6 @@ def refund_server(tmp_path_factory):
 
     with serve(tmp_path_factory, "e2e_refund", setup) as (url, app, facts):
         yield {"url": url, "app": app, **facts}
-
-
-def sign_in(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
-def fits_the_phone(page) -> bool:
-    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
 def refunded(server) -> int:

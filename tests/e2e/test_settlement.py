@@ -14,7 +14,7 @@ from core.models import Role
 from payments.checkout import service as checkout
 from tests import factories as f
 from tests.checkout.conftest import PIN, card_with_pin, fund, guard
-from tests.e2e.conftest import PASSWORD, serve, shot
+from tests.e2e.conftest import PASSWORD, serve, shot, sign_in, fits_the_phone
 from tests.settlement.conftest import at
 
 WIDE = {"width": 1280, "height": 900}
@@ -46,18 +46,6 @@ def settle_server(tmp_path_factory):
 
     with serve(tmp_path_factory, "e2e_settle", setup) as (url, _app, facts):
         yield {"url": url, **facts}
-
-
-def sign_in(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
-def fits_the_phone(page) -> bool:
-    return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 
 def test_a_day_is_settled_paid_by_bank_file_and_reconciled(settle_server, chromium):

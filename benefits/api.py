@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benefits import schemas as s
 from benefits import service
-from core.api import Blueprint
+from core.api import ApiErrorSchema, Blueprint
 from core.db import db
 from core.models import Role
 from core.web import current_actor, optional_actor, public
@@ -68,6 +68,8 @@ def propose(offer_id):
 @blp.route("/offers/<offer_id>/publish", methods=["POST"])
 @blp.auth(ADMIN)
 @blp.response(200, s.OfferSchema)
+@blp.alt_response(422, schema=ApiErrorSchema,
+                  description="The offer's terms do not hold, or it reaches beyond your unions")
 def publish(offer_id):
     """Publish a draft or a proposal: it applies at checkout now, in place of the version it revises."""
     return service.publish(db.session, current_actor(), offer_id)

@@ -10,7 +10,7 @@ from cards import schemas as s
 from cards import service
 from cards.models import IssuanceStatus
 from core import qr
-from core.api import Blueprint
+from core.api import ApiErrorSchema, Blueprint
 from core.db import db
 from core.errors import Conflict, NotFound
 from core.jobs import jobs
@@ -47,6 +47,7 @@ def payment_codes() -> service.PaymentCodes:
 @blp.auth(ADMIN)
 @blp.arguments(s.CardCreateSchema)
 @blp.response(201, s.CardSchema)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such member, or outside your unions")
 def issue_card(body):
     """Issue a card to an active member of your unions who has no live card."""
     return service.issue_card(db.session, field_cipher(), current_actor(), body["member_id"], prefix=card_prefix())
@@ -56,6 +57,7 @@ def issue_card(body):
 @blp.auth(*READERS)
 @blp.arguments(s.CardQuery, location="query")
 @blp.response(200, s.CardPage)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such member or union, or outside your scope")
 def list_cards(args):
     """List cards: a member's own; an admin's subtree, filtered by member, union or status."""
     page = service.list_cards(db.session, current_actor(), **args)
@@ -110,6 +112,7 @@ def replace_card(card_id):
 @blp.auth(MEMBER)
 @blp.arguments(s.PinSchema)
 @blp.response(204)
+@blp.alt_response(429, schema=ApiErrorSchema, description="PIN use is locked after too many wrong PINs")
 def set_pin(body, card_id):
     """Set the card's six-digit PIN, or change it with the current one (weak PINs are refused)."""
     service.set_pin(db.session, field_cipher(), pin_guard(), current_actor(), card_id, pin=body["pin"],
@@ -142,6 +145,7 @@ def transactions(args, card_id):
 @blp.route("/cards/<card_id>/payment-codes", methods=["POST"])
 @blp.auth(MEMBER)
 @blp.response(201, s.PaymentCodeSchema)
+@blp.alt_response(429, schema=ApiErrorSchema, description="Too many payment codes in a minute")
 def new_payment_code(card_id):
     """A payment code for the cashier to scan: 18 digits, good once, for 60 seconds."""
     issued = payment_codes().issue(db.session, current_actor(), card_id)
@@ -168,6 +172,7 @@ def payment_code_image(card_id, code, fmt):
 @blp.arguments(s.IssuanceCreateSchema)
 @blp.response(201, s.IssuanceSchema)
 @blp.alt_response(202, schema=s.IssuanceSchema, description="Queued: poll the run for progress")
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such union, or outside your scope")
 def start_issuance(body):
     """Issue cards to every active member without one in a union's subtree; small runs finish at once."""
     run = service.start_bulk_issuance(db.session, current_actor(), body["union_id"])

@@ -23,22 +23,50 @@ class Api(flask_smorest.Api):
 
     ERROR_SCHEMA = None  # set below, once the schema class exists
 
+    def register_blueprint(self, blp, **options):
+        """Register a blueprint, documenting the errors any of its operations may answer: 404 where the path
+        names an object, 400 and 422 where a body is sent."""
+        super().register_blueprint(blp, **options)
+        for path, operations in self.spec._paths.items():
+            for method, operation in operations.items():
+                if method not in HTTP_METHODS:
+                    continue
+                responses = operation.setdefault("responses", {})
+                if "{" in path:
+                    responses.setdefault("404", error_response("No such object, or not yours"))
+                if "requestBody" in operation:
+                    responses.setdefault("400", error_response("The body is malformed"))
+                    responses.setdefault("422", error_response("Some fields are invalid"))
+
     def document_idempotency(self) -> None:
         """Add the Idempotency-Key header to every authenticated POST in the OpenAPI document."""
         param = {"in": "header", "name": "Idempotency-Key", "required": False,
-                 "schema": {"type": "string", "maxLength": 255},
+                 "schema": {"type": "string", "maxLength": 255, "pattern": idempotency.KEY_RE.pattern},
                  "description": "Repeat with the same key and body to get the first answer again; "
                                 "the same key with another body answers 409."}
         for operations in self.spec._paths.values():
             operation = operations.get("post")
             if operation and operation.get("security"):
                 operation.setdefault("parameters", []).append(param)
+                responses = operation.setdefault("responses", {})
+                responses["400"] = error_response("The body or the Idempotency-Key is malformed")
+                responses.setdefault("409", error_response(
+                    "Conflicts with the current state, or with another request under the same Idempotency-Key"))
 
     def handle_http_exception(self, error):
         body, status = http_exception_body(error)
         resp = jsonify(body)
         resp.status_code = status
         return resp
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def error_response(description: str) -> dict:
+    """Return an OpenAPI response answering an error in the API.md format."""
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}}
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -26,9 +26,10 @@ def _fingerprint() -> str:
     for part in (request.method, request.path, request.mimetype or ""):
         digest.update(part.encode() + b"\x00")
     if request.mimetype == "multipart/form-data":
-        for name, value in sorted(request.form.items(multi=True)):
+        # A part without a name comes with None for one: sort by text so it never meets a str.
+        for name, value in sorted(request.form.items(multi=True), key=lambda item: (str(item[0]), item[1])):
             digest.update(f"form:{name}={value}\x00".encode())
-        for name, upload in sorted(request.files.items(multi=True), key=lambda item: item[0]):
+        for name, upload in sorted(request.files.items(multi=True), key=lambda item: str(item[0])):
             digest.update(f"file:{name}:{upload.filename}\x00".encode())
             while chunk := upload.stream.read(1 << 16):
                 digest.update(chunk)

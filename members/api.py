@@ -34,6 +34,7 @@ def create_union(body):
 @blp.auth(*READERS)
 @blp.arguments(s.UnionQuery, location="query")
 @blp.response(200, s.UnionPage)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such parent union, or outside your scope")
 def list_unions(args):
     """List the unions in your scope; `parent_id` lists one union's children."""
     page = service.list_unions(db.session, current_actor(), parent_id=args.get("parent_id"),
@@ -62,6 +63,7 @@ def create_member(body):
 @blp.auth(*READERS)
 @blp.arguments(s.MemberQuery, location="query")
 @blp.response(200, s.MemberPage)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such union, or outside your scope")
 def list_members(args):
     """List members in your scope; `union_id` includes the unions under it, `hardship` the register."""
     page = service.list_members(db.session, field_cipher(), current_actor(), **args)

@@ -8,7 +8,7 @@ from flask import current_app, request, send_file
 from marshmallow import Schema, fields, validate
 
 from core import emvco, qr
-from core.api import Blueprint
+from core.api import ApiErrorSchema, Blueprint
 from core.db import db
 from core.errors import TooManyAttempts
 from core.models import Role
@@ -40,6 +40,8 @@ def _input(body: dict) -> service.ApplicationInput:
 @public
 @blp.arguments(s.ApplicantSignupSchema)
 @blp.response(201, s.ApplicantSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="The username is taken")
+@blp.alt_response(429, schema=ApiErrorSchema, description="Too many sign-ups from this address")
 def sign_up(body):
     """Sign up a merchant applicant account (then sign in at POST /auth/tokens and apply)."""
     store = current_app.extensions["kv"]
@@ -297,6 +299,7 @@ def remove_staff(merchant_id, user_id):
 @blp.route("/merchants/<merchant_id>/stripe/onboarding-link", methods=["POST"])
 @blp.auth(OWNER)
 @blp.response(201, s.LinkSchema)
+@blp.alt_response(422, schema=ApiErrorSchema, description="The merchant is settled by bank transfer, not Stripe")
 def stripe_onboarding(merchant_id):
     """A Stripe link where the owner finishes the Connect account for payouts."""
     here = request.url_root.rstrip("/")

@@ -11,6 +11,12 @@ from merchants.models import ApplicationStatus, MerchantCategory, StoreStatus
 CATEGORY = fields.Enum(MerchantCategory, by_value=True)
 
 
+def coordinate(limit: int, **kwargs) -> fields.Decimal:
+    """Return a latitude or longitude field in degrees, within ±limit, documented with numeric bounds."""
+    return fields.Decimal(places=6, allow_none=True, validate=validate.Range(min=-limit, max=limit),
+                          metadata={"minimum": -limit, "maximum": limit}, **kwargs)
+
+
 class ApplicantSignupSchema(StrictSchema):
     username = fields.Str(required=True, validate=validate.Length(min=3, max=64))
     password = fields.Str(required=True, validate=validate.Length(min=1, max=256), load_only=True)
@@ -30,8 +36,8 @@ class StoreInputSchema(StrictSchema):
     address = fields.Str(validate=validate.Length(max=200))
     category = fields.Enum(MerchantCategory, by_value=True, allow_none=True)
     opening_hours = fields.Str(validate=validate.Length(max=100))
-    latitude = fields.Decimal(places=6, allow_none=True, validate=validate.Range(min=-90, max=90), as_string=True)
-    longitude = fields.Decimal(places=6, allow_none=True, validate=validate.Range(min=-180, max=180), as_string=True)
+    latitude = coordinate(90, as_string=True)
+    longitude = coordinate(180, as_string=True)
 
 
 class OfferProposalSchema(StrictSchema):
@@ -137,8 +143,9 @@ class StoreSchema(Schema):
     address = fields.Str()
     category = fields.Function(lambda s: s.effective_category.value)
     opening_hours = fields.Str()
-    latitude = fields.Decimal(as_string=True, allow_none=True)
-    longitude = fields.Decimal(as_string=True, allow_none=True)
+    # Degrees as a decimal string ("38.487193"): exact, as stored.
+    latitude = fields.Decimal(as_string=True, allow_none=True, metadata={"type": "string", "format": "decimal"})
+    longitude = fields.Decimal(as_string=True, allow_none=True, metadata={"type": "string", "format": "decimal"})
     status = fields.Function(lambda s: s.status.value)
     accepts_cards = fields.Function(lambda s: s.accepts_cards())
 
@@ -148,8 +155,8 @@ class StoreUpdateSchema(StrictSchema):
     address = fields.Str(validate=validate.Length(min=1, max=200))
     category = fields.Enum(MerchantCategory, by_value=True, allow_none=True)
     opening_hours = fields.Str(validate=validate.Length(max=100))
-    latitude = fields.Decimal(places=6, allow_none=True, validate=validate.Range(min=-90, max=90))
-    longitude = fields.Decimal(places=6, allow_none=True, validate=validate.Range(min=-180, max=180))
+    latitude = coordinate(90)
+    longitude = coordinate(180)
     status = fields.Enum(StoreStatus, by_value=True)
 
 

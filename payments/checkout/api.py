@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 
 from cards.api import payment_codes, pin_guard
-from core.api import Blueprint
+from core.api import ApiErrorSchema, Blueprint
 from core.db import db
 from core.errors import BadRequest
 from core.idempotency import KEY_RE, REPLAY_HEADER
@@ -30,6 +30,8 @@ def _key() -> str | None:
 @blp.auth(*PAYERS, keyed_in_view=True)
 @blp.arguments(s.PaymentCreateSchema)
 @blp.response(201, s.PaymentSchema)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such store or card (or not the member's card)")
+@blp.alt_response(429, schema=ApiErrorSchema, description="PIN use is locked after too many wrong PINs")
 def create_payment(body):
     """Take a card payment at a store, with the best offer applied.
 

@@ -8,7 +8,7 @@ import io
 from flask import Response, current_app, request, stream_with_context, url_for
 from marshmallow import ValidationError
 
-from core.api import Blueprint
+from core.api import ApiErrorSchema, Blueprint
 from core.db import db
 from core.errors import BadRequest, Conflict, ValidationFailed
 from core.jobs import jobs
@@ -97,6 +97,7 @@ def _detail(batch):
 @blp.route("/disbursements", methods=["POST"])
 @blp.auth(*FINANCE)
 @blp.response(201, s.BatchDetailSchema)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such program, or no such union in the rule")
 @blp.doc(requestBody={"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file", "program_id"], "properties": {
         "file": {"type": "string", "format": "binary",
@@ -135,6 +136,7 @@ def create_batch():
 @blp.auth(*READERS)
 @blp.arguments(s.BatchQuery, location="query")
 @blp.response(200, s.BatchPage)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such program")
 def list_batches(args):
     """List batches, newest last; `program_id` filters."""
     page = service.list_batches(db.session, program_id=args.get("program_id"), limit=args["limit"],
@@ -202,6 +204,8 @@ def _start(batch):
 @blp.route("/disbursements/<batch_id>/approve", methods=["POST"])
 @blp.auth(APPROVER)
 @blp.response(200, s.BatchDetailSchema)
+@blp.alt_response(422, schema=ApiErrorSchema,
+                  description="No line to pay, or the program's budget does not cover them")
 def approve_batch(batch_id):
     """Approve a draft (not its maker; above the threshold, two different approvers). The last approval
     reserves the total from the budget and starts the run in the background."""

@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 from core.api import PageArgs, StrictSchema, page_schema
 from payments import accounts
 from payments.reconciliation.models import LineState, ResolutionKind, ResolutionStatus, Source
+from payments.reports.schemas import DATE_RANGE
 
 STATES = [s.value for s in LineState]
 LINE_FILTERS = [*STATES, "exceptions"]
@@ -23,8 +24,9 @@ class ReconciliationStripeImportSchema(StrictSchema):
     source = fields.Str(required=True, validate=validate.OneOf([Source.STRIPE.value],
                                                                error="Only Stripe is read through its API: upload "
                                                                      "the bank's statement as CSV."))
-    since = fields.Date(required=True, metadata={"description": "first business day (Asia/Shanghai)"})
-    until = fields.Date(required=True, metadata={"description": "last business day, included"})
+    since = fields.Date(required=True, validate=DATE_RANGE,
+                        metadata={"description": "first business day (Asia/Shanghai)"})
+    until = fields.Date(required=True, validate=DATE_RANGE, metadata={"description": "last business day, included"})
 
 
 class ReconciliationItemSchema(Schema):
@@ -131,9 +133,9 @@ class ReconciliationExportQuery(Schema):
 
 
 class ReconciliationReportQuery(Schema):
-    date = fields.Date(metadata={"description": "one business day"})
-    since = fields.Date()
-    until = fields.Date()
+    date = fields.Date(validate=DATE_RANGE, metadata={"description": "one business day"})
+    since = fields.Date(validate=DATE_RANGE)
+    until = fields.Date(validate=DATE_RANGE)
     account = fields.Str(validate=validate.OneOf(REPORT_ACCOUNTS))
 
 

@@ -21,6 +21,7 @@ from payments.reconciliation import schemas as s
 from payments.reconciliation import service
 from payments.reconciliation.importers import balance_transactions
 from payments.reconciliation.models import ResolutionKind, ResolutionStatus, Source
+from payments.reports.schemas import DATE_RANGE
 
 bp = Blueprint("reconciliation_pages", __name__, url_prefix="/finance", template_folder="templates")
 
@@ -252,8 +253,8 @@ def _report_args():
         raw = request.args.get(name)
         if raw:
             try:
-                args[name] = dt.date.fromisoformat(raw)
-            except ValueError:
+                args[name] = DATE_RANGE(dt.date.fromisoformat(raw))
+            except (ValueError, ValidationError):
                 raise ValidationFailed({name: [_("Enter a date.")]}) from None
     account = request.args.get("account")
     accounts_ = (account,) if account in service.REPORT_ACCOUNTS else service.REPORT_ACCOUNTS

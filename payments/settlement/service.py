@@ -96,13 +96,14 @@ def _check(business_date: dt.date, terms: Terms, now: dt.datetime) -> dt.datetim
         raise ValidationFailed({"delay_days": [f"T+N takes N from 0 to {MAX_DELAY_DAYS}."]})
     if not 0 <= terms.fee_bp < BP:
         raise ValidationFailed({"fee_bp": ["The fee is 0 to 9,999 basis points."]})
-    _start, cutoff = day_bounds(business_date)
-    if cutoff > now:
+    # Both refusals come before the day's bounds are computed: those of a date near year 1 or 9999 overflow.
+    today = i18n.business_date(now)
+    if business_date >= today:
         raise RuleViolation(f"{business_date.isoformat()} has not closed yet: a business day can be settled "
                             "after 00:00 Asia/Shanghai the next day.", code="business_day_open")
-    if business_date < i18n.business_date(now) - dt.timedelta(days=MAX_AGE_DAYS):
+    if business_date < today - dt.timedelta(days=MAX_AGE_DAYS):
         raise ValidationFailed({"business_date": [f"A business date at most {MAX_AGE_DAYS} days back."]})
-    return cutoff
+    return day_bounds(business_date)[1]
 
 
 def _unsettled_payments(merchant_id, cutoff: dt.datetime):

@@ -38,9 +38,13 @@ def _day(raw: str | None) -> tuple[dt.date, str | None]:
     if not raw:
         return yesterday, None
     try:
-        return dt.date.fromisoformat(raw), None
+        day = dt.date.fromisoformat(raw)
     except ValueError:
         return yesterday, _("Not a date: use YYYY-MM-DD.")
+    # The first and last dates Python knows have no day before or after them to show or bound the day.
+    if not dt.date.min < day < dt.date.max:
+        return yesterday, _("Not a date: use YYYY-MM-DD.")
+    return day, None
 
 
 def _day_page(day: dt.date, error: str | None = None, status: int = 200):

@@ -98,3 +98,14 @@ def test_a_malformed_key_is_400(client, session, tree, admin):
     headers = f.bearer(session, admin) | {"Idempotency-Key": "x" * 300}
     resp = client.post("/api/v1/unions", headers=headers, json={"name": "x", "parent_id": None, "region": "640000"})
     assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_idempotency_key"
+
+
+def test_a_keyed_upload_with_a_part_that_has_no_name_is_refused_not_a_crash(client, session, tree, admin):
+    headers = f.bearer(session, admin) | {"Idempotency-Key": "i2"}
+    body = ("--b\r\nContent-Disposition: form-data\r\n\r\nnameless\r\n"
+            '--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nx\r\n'
+            '--b\r\nContent-Disposition: form-data; filename="nameless.csv"\r\n\r\nx\r\n'
+            '--b\r\nContent-Disposition: form-data; name="file"; filename="m.csv"\r\n\r\nname\r\n--b--\r\n')
+    resp = client.post("/api/v1/members/imports", headers=headers, data=body.encode(),
+                       content_type="multipart/form-data; boundary=b")
+    assert resp.status_code == 422 and resp.get_json()["code"] == 422

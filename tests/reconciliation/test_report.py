@@ -11,6 +11,7 @@ from payments.ledger import posting
 from payments.reconciliation import matching, service
 from payments.reconciliation.models import Source
 from tests.reconciliation.conftest import DAY, at, bank_csv
+from tests.reconciliation.test_pages import sign_in
 
 BEFORE, AFTER = DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1)
 
@@ -96,3 +97,16 @@ def test_the_report_over_the_api_and_as_a_spreadsheet(client, rworld, books_of_t
                       headers=rworld["h"]["maker"]).status_code == 422
     assert client.get("/api/v1/reconciliations/report?account=union:elsewhere",
                       headers=rworld["h"]["maker"]).status_code == 422
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_dates_the_day_bounds_cannot_hold_are_refused_not_a_crash(client, rworld, day):
+    maker = rworld["h"]["maker"]
+    for path in (f"/api/v1/reconciliations/report?date={day}", f"/api/v1/reconciliations/report.csv?since={day}"):
+        resp = client.get(path, headers=maker)
+        assert resp.status_code == 422 and resp.get_json()["error"] == "validation_error", path
+    imported = client.post("/api/v1/reconciliations", headers=maker,
+                           json={"source": "stripe", "since": day, "until": day})
+    assert imported.status_code == 422 and "since" in imported.get_json()["errors"]
+    sign_in(client, rworld["users"]["maker"])
+    assert client.get(f"/finance/reconciliations/report?until={day}").status_code == 422

@@ -59,6 +59,14 @@ def test_an_open_day_is_refused(client, sold):
     assert resp.status_code == 422 and resp.get_json()["error"] == "business_day_open"
 
 
+@pytest.mark.parametrize("day, error", [("0001-01-01", "validation_error"), ("9999-12-31", "business_day_open")])
+def test_the_first_and_last_dates_there_are_are_refused_not_a_crash(client, sold, day, error):
+    resp = client.post("/api/v1/settlements", json={"business_date": day}, headers=sold["h"]["maker"])
+    assert resp.status_code == 422 and resp.get_json()["error"] == error
+    sign_in(client, sold["users"]["maker"].username)
+    assert client.get(f"/finance/settlements?date={day}").status_code == 422
+
+
 @pytest.mark.parametrize("who, status", [("auditor", 403), ("owner", 403), ("admin", 403), ("member", 403),
                                          (None, 401)])
 def test_only_finance_settles(client, sold, who, status):

@@ -58,6 +58,21 @@ def scratch_database(tmp_path_factory, prefix: str = "uc_test"):
         yield url
 
 
+@contextlib.contextmanager
+def app_of_its_own(config: dict):
+    """Create an app with `config` for the length of the block. An app binds the process-wide database handle
+    and job runner to itself; they are given back afterwards, so later tests keep the test database."""
+    from core.jobs import jobs
+
+    previous = (db.engine, db.factory, getattr(jobs, "mode", None))
+    app = create_app(config)
+    try:
+        yield app
+    finally:
+        db.engine.dispose()
+        db.engine, db.factory, jobs.mode = previous
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):
     """A fresh database for this run (PostgreSQL when DATABASE_URL is set, else SQLite)."""

@@ -79,6 +79,22 @@ def user(session, role: Role, *, union: Union | None = None, member: Member | No
     return u
 
 
+def user_per_role(session, *, union: Union, member: Member, merchant_id: int) -> dict[Role, User]:
+    """One user of every role: the union admin over `union`, the member `member`, merchant staff of
+    `merchant_id`, the others unscoped."""
+    users = {}
+    for role in Role:
+        scope = {}
+        if role == Role.UNION_ADMIN:
+            scope["union"] = union
+        if role == Role.MEMBER:
+            scope["member"] = member
+        if role in (Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER):
+            scope["merchant_id"] = merchant_id
+        users[role] = user(session, role, **scope)
+    return users
+
+
 def bearer(session, u: User) -> dict[str, str]:
     """Return an Authorization header with a fresh token for the user."""
     plain, _token = issue_token(session, u, 3600)

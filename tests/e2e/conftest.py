@@ -12,10 +12,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from core import create_app
-from core.db import db
-from core.jobs import jobs
-from tests.conftest import ENV_REDIS_URL, scratch_database, skip_or_fail
+from tests.conftest import ENV_REDIS_URL, app_of_its_own, scratch_database, skip_or_fail
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -29,26 +26,23 @@ def serve(tmp_path_factory, name: str, setup=None):
     `setup(app)` runs in an app context to create the data. The app binds the process-wide database
     handle and job runner to itself; they are given back afterwards, so later tests are not affected.
     """
-    previous = (db.engine, db.factory, getattr(jobs, "mode", None))
     with scratch_database(tmp_path_factory, f"uc_{name}") as url:
         instance = tmp_path_factory.mktemp(f"{name}-instance")
-        app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url, "REDIS_URL": ENV_REDIS_URL,
-                          "REDIS_PREFIX": f"uce2e:{uuid.uuid4().hex[:8]}:", "UPLOAD_FOLDER": str(instance / "up"),
-                          "SECRET_KEY": f"{name}-secret", "DATA_KEY": f"{name}-data-key", "JOBS_MODE": "thread",
-                          "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 1024})
-        facts = None
-        if setup is not None:
-            with app.app_context():
-                facts = setup(app)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}", app, facts
-        finally:
-            server.shutdown()
-            db.engine.dispose()
-            db.engine, db.factory, jobs.mode = previous
+        with app_of_its_own({"INSTANCE_PATH": str(instance), "DATABASE_URL": url, "REDIS_URL": ENV_REDIS_URL,
+                             "REDIS_PREFIX": f"uce2e:{uuid.uuid4().hex[:8]}:", "UPLOAD_FOLDER": str(instance / "up"),
+                             "SECRET_KEY": f"{name}-secret", "DATA_KEY": f"{name}-data-key", "JOBS_MODE": "thread",
+                             "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 1024}) as app:
+            facts = None
+            if setup is not None:
+                with app.app_context():
+                    facts = setup(app)
+            server = make_server("127.0.0.1", 0, app, threaded=True)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                yield f"http://127.0.0.1:{server.server_port}", app, facts
+            finally:
+                server.shutdown()
 
 
 @pytest.fixture(scope="session")

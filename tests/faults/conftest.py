@@ -15,17 +15,16 @@ import redis
 from sqlalchemy import func, select
 
 from benefits.models import OfferBudget, OfferUsage
-from core import create_app
 from core.auth import Actor
 from core.config import normalize_database_url
 from core.db import db
-from core.jobs import jobs
 from core.models import AuditEvent, Role
 from payments import ledger
 from payments.checkout.models import Payment
 from tests import factories as f
 from tests.checkout.conftest import card_with_pin, fund, funded_program, make_offer
-from tests.conftest import ENV_DATABASE_URL, ENV_REDIS_URL, is_postgres, scratch_database, skip_or_fail
+from tests.conftest import (ENV_DATABASE_URL, ENV_REDIS_URL, app_of_its_own, is_postgres, scratch_database,
+                            skip_or_fail)
 
 
 def require_services() -> None:
@@ -157,14 +156,12 @@ def own_app(tmp_path_factory, database_url: str, name: str, **config):
 
     The app binds the process-wide database handle and job runner to itself; they are given back
     afterwards, so later tests are not affected."""
-    previous = (db.engine, db.factory, getattr(jobs, "mode", None))
-    app = create_app(app_config(tmp_path_factory, database_url, name) | config)
+    settings = app_config(tmp_path_factory, database_url, name) | config
     try:
-        yield app
+        with app_of_its_own(settings) as app:
+            yield app
     finally:
-        db.engine.dispose()
-        db.engine, db.factory, jobs.mode = previous
-        forget_redis_keys(app.config["REDIS_PREFIX"])
+        forget_redis_keys(settings["REDIS_PREFIX"])
 
 
 def forget_redis_keys(prefix: str) -> None:

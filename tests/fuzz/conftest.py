@@ -78,16 +78,7 @@ def build_world(session, app) -> tuple[dict[str, dict], dict[str, list]]:
     fresh = f.member(session, cipher, tree["yc_base"], "新人")
     shop = f.merchant(session, cipher, "本店")
     other_shop = f.merchant(session, cipher, "别家")
-    users = {}
-    for role in Role:
-        scope = {}
-        if role == Role.UNION_ADMIN:
-            scope["union"] = tree["yc"]
-        if role == Role.MEMBER:
-            scope["member"] = own_member
-        if role in (Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER):
-            scope["merchant_id"] = shop.id
-        users[role] = f.user(session, role, **scope)
+    users = f.user_per_role(session, union=tree["yc"], member=own_member, merchant_id=shop.id)
     platform_admin = f.user(session, Role.UNION_ADMIN)
     headers = {role.value: f.bearer(session, u) for role, u in users.items()}
     headers[PLATFORM_ADMIN] = f.bearer(session, platform_admin)

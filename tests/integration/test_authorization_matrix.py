@@ -33,16 +33,7 @@ def world(session, cipher, app):
     other_member = f.member(session, cipher, tree["gy_base"], "他人")
     shop = f.merchant(session, cipher, "本店")
     other_shop = f.merchant(session, cipher, "别家")
-    users = {}
-    for role in ALL_ROLES:
-        kwargs = {}
-        if role == Role.UNION_ADMIN:
-            kwargs["union"] = tree["yc"]
-        if role == Role.MEMBER:
-            kwargs["member"] = own_member
-        if role in (Role.MERCHANT_OWNER, Role.MERCHANT_MANAGER, Role.MERCHANT_CASHIER):
-            kwargs["merchant_id"] = shop.id
-        users[role] = f.user(session, role, **kwargs)
+    users = f.user_per_role(session, union=tree["yc"], member=own_member, merchant_id=shop.id)
     headers = {role: f.bearer(session, u) for role, u in users.items()}
     headers[ANON] = {}
     draft = complete_application(session, cipher, app, users[Role.APPLICANT])

@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
-from core import create_app
 from core.db import db
-from tests.conftest import ENV_DATABASE_URL, is_postgres, scratch_database, skip_or_fail
+from tests.conftest import ENV_DATABASE_URL, app_of_its_own, is_postgres, scratch_database, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).parent / "flask")
@@ -84,10 +83,9 @@ def test_a_backup_restores_into_a_new_database_as_the_same_data_with_a_ledger_th
 
 def test_the_restored_copy_serves_with_the_same_keys(source, backup, empty_database, tmp_path):
     run("ops/restore.sh", str(backup), empty_database, url=empty_database)
-    app = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": empty_database, "REDIS_URL": None,
-                      "JOBS_MODE": "sync", "TESTING": True, "SECRET_KEY": KEYS["SECRET_KEY"],
-                      "DATA_KEY": KEYS["DATA_KEY"]})
-    try:
+    config = {"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": empty_database, "REDIS_URL": None,
+              "JOBS_MODE": "sync", "TESTING": True, "SECRET_KEY": KEYS["SECRET_KEY"], "DATA_KEY": KEYS["DATA_KEY"]}
+    with app_of_its_own(config) as app:
         client = app.test_client()
         assert client.get("/healthz").json["database"] == "ok"
         token = client.post("/api/v1/auth/tokens", json={"username": "admin", "password": "demo-pass-2026"})
@@ -98,8 +96,6 @@ def test_the_restored_copy_serves_with_the_same_keys(source, backup, empty_datab
             sealed = db.session.scalars(select(Member.id_number_enc).limit(5)).all()
             opened = [app.extensions["cipher"].decrypt(v, "member.id_number") for v in sealed]
         assert len(opened) == 5 and all(len(v) == 18 for v in opened)
-    finally:
-        db.engine.dispose()
 
 
 def test_a_restore_refuses_a_database_that_already_has_tables(source, backup):

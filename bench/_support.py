@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -195,3 +196,23 @@ def report(name: str, value: float, unit: str, target: str = "-", **kwargs) -> d
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return row
+
+
+def time_parts(module, names) -> dict[str, float]:
+    """Wrap module.name for each name it has to add up the seconds spent in it; return the running totals."""
+    spent = {}
+    for name in names:
+        real = getattr(module, name, None)
+        if real is None:
+            continue
+        spent[name] = 0.0
+
+        def wrapper(*args, _real=real, _name=name, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _real(*args, **kwargs)
+            finally:
+                spent[_name] += time.perf_counter() - started
+
+        setattr(module, name, wrapper)
+    return spent

@@ -32,7 +32,7 @@ import time
 import uuid
 
 import seed_scale
-from _support import knob, report, scratch_database
+from _support import knob, report, scratch_database, time_parts
 from sqlalchemy import select, text
 
 SERVER = seed_scale.SERVER
@@ -58,26 +58,6 @@ REFRESH_PARTS = {"_day_rows": "days: grouped sums by union and day", "_month_row
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def time_parts(module, names) -> dict[str, float]:
-    """Wrap module.name for each name it has to add up the seconds spent in it; return the running totals."""
-    spent = {}
-    for name in names:
-        real = getattr(module, name, None)
-        if real is None:
-            continue
-        spent[name] = 0.0
-
-        def wrapper(*args, _real=real, _name=name, **kwargs):
-            started = time.perf_counter()
-            try:
-                return _real(*args, **kwargs)
-            finally:
-                spent[_name] += time.perf_counter() - started
-
-        setattr(module, name, wrapper)
-    return spent
 
 
 def timed(call, runs: int) -> list[float]:

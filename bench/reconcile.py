@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 
-from _support import PeakRss, knob, report, rss_mib, scratch_database
+from _support import PeakRss, knob, report, rss_mib, scratch_database, time_parts
 from sqlalchemy import text
 
 SERVER = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -151,23 +151,6 @@ def write_statement(path: str) -> dict[str, int]:
     return expect
 
 
-def timed(module, *names: str) -> dict[str, float]:
-    """Wrap module.name for each name to add up the seconds spent in it; return the running totals."""
-    spent = dict.fromkeys(names, 0.0)
-    for name in names:
-        real = getattr(module, name)
-
-        def wrapper(*args, _real=real, _name=name, **kwargs):
-            started = time.perf_counter()
-            try:
-                return _real(*args, **kwargs)
-            finally:
-                spent[_name] += time.perf_counter() - started
-
-        setattr(module, name, wrapper)
-    return spent
-
-
 def main() -> None:
     from core import create_app
     from core.auth import Actor, create_user
@@ -215,7 +198,7 @@ def main() -> None:
             baseline_s = time.perf_counter() - started
             session.expunge_all()
 
-            phases = timed(matching, "stage", "match")
+            phases = time_parts(matching, ("stage", "match"))
             rss_before = rss_mib()
             with PeakRss() as memory, open(path, "rb") as fh:
                 started = time.perf_counter()

@@ -23,10 +23,9 @@ class Api(flask_smorest.Api):
 
     ERROR_SCHEMA = None  # set below, once the schema class exists
 
-    def register_blueprint(self, blp, **options):
-        """Register a blueprint, documenting the errors any of its operations may answer: 404 where the path
-        names an object, 400 and 422 where a body is sent."""
-        super().register_blueprint(blp, **options)
+    def document_errors(self) -> None:
+        """Document the errors any operation may answer: 404 where the path names an object, 400 and 422 where a
+        body is sent (once every blueprint is registered)."""
         for path, operations in self.spec._paths.items():
             for method, operation in operations.items():
                 if method not in HTTP_METHODS:

@@ -63,6 +63,7 @@ def create_app(config: dict | None = None) -> Flask:
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearerAuth": {"type": "http", "scheme": "bearer"}}}})
     _register_domains(app, api)
+    api.document_errors()
     api.document_idempotency()
     app.add_url_rule("/healthz", "healthz", health)
     app.add_url_rule("/metrics", "metrics", metrics.metrics)
